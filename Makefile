@@ -1,0 +1,48 @@
+# The two commands of the quick start are `make run` and `make test`; both set everything up.
+#   make run    install missing Debian packages, build, train the default network on MNIST
+#   make test   install missing Debian packages, build, run the whole test suite (CTest)
+#   make build  build only        make bench  run the benchmarks      make debug  ASan+UBSan build
+# Data: DATA=DIR (or $NANOMLP_DATA); default ../shared/data when it exists, else ./data.
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+DATA ?= $(or $(NANOMLP_DATA),$(if $(wildcard ../shared/data/mnist),../shared/data,data))
+RUN_ARGS ?=
+
+.PHONY: all deps deps-test deps-bench configure build run test bench debug format clean
+
+all: build
+
+deps:
+	@bash scripts/setup-deps.sh build
+
+deps-test:
+	@bash scripts/setup-deps.sh test
+
+deps-bench:
+	@bash scripts/setup-deps.sh bench
+
+configure: deps
+	@cmake --preset release >/dev/null
+
+build: configure
+	cmake --build --preset release -j $(JOBS)
+
+run: build
+	./build/nanomlp train --data "$(DATA)" $(RUN_ARGS)
+
+test: deps-test configure
+	cmake --build --preset release -j $(JOBS)
+	NANOMLP_DATA="$(abspath $(DATA))" ctest --preset release -j $(JOBS)
+
+bench: deps-bench build
+	NANOMLP_DATA="$(abspath $(DATA))" bash bench/run.sh
+
+debug: deps
+	cmake --preset debug >/dev/null
+	cmake --build --preset debug -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf build build-debug

@@ -1,0 +1,23 @@
+// The subcommands of the nanomlp binary. Each file registers its options on a CLI11
+// subcommand and returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace nanomlp::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+
+// Shared helpers.
+// Throws UsageError if the folder that would hold `path` does not exist.
+void check_output_path(const std::string& flag, const std::string& path);
+// "97.94% ± 0.14"
+std::string format_accuracy(double accuracy, double standard_error);
+bool stdout_is_terminal();
+
+}  // namespace nanomlp::cli

@@ -1,0 +1,77 @@
+// nanomlp: one binary, one subcommand per file. Exit codes: 0 success, 2 usage error,
+// 1 runtime error; every error is one line on stderr.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "commands.hpp"
+#include "nanomlp/errors.hpp"
+
+namespace nanomlp::cli {
+
+void check_output_path(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) throw UsageError(flag + ": expected a file path, got an empty string");
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent)) {
+    throw UsageError(flag + ": folder " + parent.string() + " does not exist (for " + path + ")");
+  }
+  if (fs::is_directory(path)) throw UsageError(flag + ": " + path + " is a folder, expected a file");
+}
+
+std::string format_accuracy(double accuracy, double standard_error) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f%% ± %.2f", accuracy * 100.0, standard_error * 100.0);
+  return buf;
+}
+
+bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) != 0; }
+
+}  // namespace nanomlp::cli
+
+int main(int argc, char** argv) {
+  using namespace nanomlp;
+  CLI::App app{"nanomlp: train, evaluate and use multilayer perceptrons on MNIST-format data"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "nanomlp 0.1.0");
+  std::map<CLI::App*, cli::Runner> runners;
+  auto add = [&](const char* name, const char* help, cli::Runner (*fn)(CLI::App&)) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    runners[sub] = fn(*sub);
+  };
+  add("train", "Train a network and write the model file", cli::add_train);
+  add("eval", "Evaluate a model file on the test set", cli::add_eval);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    for (char& c : msg) {
+      if (c == '\n') c = ' ';
+    }
+    std::cerr << "nanomlp: error: " << msg << " (see nanomlp --help)\n";
+    return 2;
+  }
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+    return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "nanomlp: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "nanomlp: error: " << e.what() << "\n";
+    return 1;
+  }
+}

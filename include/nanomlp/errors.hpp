@@ -1,0 +1,45 @@
+// Typed exceptions. Every message names the file or flag, what was expected and what was
+// found, so that the CLI can print it as one line and exit (2 for usage, 1 otherwise).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace nanomlp {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A flag or setting has an invalid value (CLI exit code 2).
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A dataset file is missing, truncated or malformed.
+class DataError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A model or checkpoint file is truncated, corrupt or inconsistent with its architecture.
+class ModelFormatError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Reading or writing a file failed for a reason of the file system.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Training diverged (NaN or infinite loss).
+class TrainingError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace nanomlp

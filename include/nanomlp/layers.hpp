@@ -1,0 +1,118 @@
+// Layers: each one's forward and backward sit side by side in one .cpp under src/layers/, and
+// each caches only what its backward needs. Layers are templates on the scalar type so the
+// same code trains in float and is gradient-checked in double.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nanomlp/rng.hpp"
+#include "nanomlp/tensor.hpp"
+
+namespace nanomlp {
+
+// A trainable tensor, named as in a PyTorch nn.Sequential state dict ("0.weight").
+template <typename T>
+struct Param {
+  std::string name;
+  Mat<T>* value;
+  Mat<T>* grad;
+};
+
+// Saved, non-trainable state (batch-norm running statistics).
+template <typename T>
+struct Buffer {
+  std::string name;
+  Mat<T>* value;
+};
+
+template <typename T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // PyTorch module class name: "Linear", "ReLU", "BatchNorm1d", ...
+  virtual const char* type() const = 0;
+  virtual std::size_t out_features(std::size_t in_features) const { return in_features; }
+  // x (N, in) -> y (N, out). `training` selects batch statistics and dropout.
+  virtual void forward(const Mat<T>& x, Mat<T>& y, bool training) = 0;
+  // dy (N, out) -> parameter gradients (overwritten, not accumulated), and dx (N, in) unless
+  // dx is nullptr (the first layer: no gradient for the input pixels).
+  virtual void backward(const Mat<T>& dy, Mat<T>* dx) = 0;
+  virtual std::vector<Param<T>> params() { return {}; }
+  virtual std::vector<Buffer<T>> buffers() { return {}; }
+};
+
+// y = x W^T + b: PyTorch's nn.Linear, with W stored as [out, in] so the file needs no transpose.
+template <typename T>
+class Dense final : public Layer<T> {
+ public:
+  Dense(std::size_t in_features, std::size_t out_features, std::string prefix);
+  const char* type() const override { return "Linear"; }
+  std::size_t out_features(std::size_t) const override { return W_.rows(); }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+  std::vector<Param<T>> params() override;
+
+  Mat<T> W_;   // (H, D)
+  Mat<T> b_;   // (1, H)
+  Mat<T> dW_;  // (H, D)
+  Mat<T> db_;  // (1, H)
+
+ private:
+  std::string prefix_;
+  const Mat<T>* x_ = nullptr;  // (N, D) input of the last forward, for dW = dy^T x
+};
+
+// Element-wise activations. Each caches a pointer to its output or input (whichever its
+// derivative is cheaper in) owned by the Network.
+template <typename T>
+class ReLU final : public Layer<T> {
+ public:
+  const char* type() const override { return "ReLU"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+
+ private:
+  const Mat<T>* y_ = nullptr;  // (N, H)
+};
+
+template <typename T>
+class LeakyReLU final : public Layer<T> {
+ public:
+  explicit LeakyReLU(T negative_slope = T(0.01)) : slope_(negative_slope) {}
+  const char* type() const override { return "LeakyReLU"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+
+ private:
+  T slope_;
+  const Mat<T>* x_ = nullptr;  // (N, H)
+};
+
+template <typename T>
+class Tanh final : public Layer<T> {
+ public:
+  const char* type() const override { return "Tanh"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+
+ private:
+  const Mat<T>* y_ = nullptr;  // (N, H)
+};
+
+// Exact GELU, x * Phi(x) (Hendrycks & Gimpel 2016), as PyTorch's nn.GELU() default.
+template <typename T>
+class GELU final : public Layer<T> {
+ public:
+  const char* type() const override { return "GELU"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+
+ private:
+  const Mat<T>* x_ = nullptr;  // (N, H)
+};
+
+}  // namespace nanomlp

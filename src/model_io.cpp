@@ -1,0 +1,110 @@
+#include "nanomlp/model_io.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "nanomlp/errors.hpp"
+
+namespace nanomlp {
+namespace {
+
+// PyTorch keeps a bias as a 1-D tensor; nanomlp keeps every tensor as a matrix.
+std::vector<std::int64_t> torch_shape(const std::string& name, const Matrix& m) {
+  const bool vector = m.rows() == 1 && name.find("weight") == std::string::npos;
+  if (vector) return {static_cast<std::int64_t>(m.cols())};
+  return {static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
+}
+
+std::string shape_str(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+SafeTensors model_to_safetensors(Network<float>& net,
+                                 const std::map<std::string, std::string>& extra_metadata) {
+  SafeTensors st;
+  st.metadata = extra_metadata;
+  st.metadata["format"] = "nanomlp";
+  st.metadata["format_version"] = std::to_string(kModelFormatVersion);
+  st.metadata["architecture"] = net.architecture().to_json();
+  for (const auto& p : net.params()) {
+    st.tensors.push_back(
+        TensorEntry::from_f32(p.name, torch_shape(p.name, *p.value), p.value->data()));
+  }
+  for (const auto& b : net.buffers()) {
+    st.tensors.push_back(
+        TensorEntry::from_f32(b.name, torch_shape(b.name, *b.value), b.value->data()));
+  }
+  return st;
+}
+
+Network<float> model_from_safetensors(const SafeTensors& st, const std::string& source) {
+  auto meta = [&](const std::string& key) -> const std::string& {
+    auto it = st.metadata.find(key);
+    if (it == st.metadata.end()) {
+      throw ModelFormatError(source + ": not a nanomlp model: __metadata__ has no '" + key +
+                             "' entry");
+    }
+    return it->second;
+  };
+  const std::string& version = meta("format_version");
+  int v = 0;
+  try {
+    v = std::stoi(version);
+  } catch (const std::exception&) {
+    throw ModelFormatError(source + ": format_version should be an integer, found '" + version +
+                           "'");
+  }
+  if (v < 1 || v > kModelFormatVersion) {
+    throw ModelFormatError(source + ": model format version " + version +
+                           " is not supported by this nanomlp (reads 1.." +
+                           std::to_string(kModelFormatVersion) + ")");
+  }
+  Network<float> net(Architecture::from_json(meta("architecture"), source));
+
+  std::set<std::string> expected;
+  auto load = [&](const std::string& name, Matrix& dst) {
+    expected.insert(name);
+    const TensorEntry* t = st.find(name);
+    if (t == nullptr) {
+      throw ModelFormatError(source + ": tensor '" + name + "' required by the architecture (" +
+                             net.architecture().describe() + ") is missing");
+    }
+    const auto want = torch_shape(name, dst);
+    if (t->shape != want || t->dtype != "F32") {
+      throw ModelFormatError(source + ": tensor '" + name + "' should be F32 " +
+                             shape_str(want) + " for architecture " +
+                             net.architecture().describe() + ", found " + t->dtype + " " +
+                             shape_str(t->shape));
+    }
+    const std::vector<float> values = t->to_f32();
+    if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
+      throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");
+    }
+    std::copy(values.begin(), values.end(), dst.data());
+  };
+  for (auto& p : net.params()) load(p.name, *p.value);
+  for (auto& b : net.buffers()) load(b.name, *b.value);
+  for (const auto& t : st.tensors) {
+    if (expected.count(t.name) == 0) {
+      throw ModelFormatError(source + ": unexpected tensor '" + t.name +
+                             "' for architecture " + net.architecture().describe());
+    }
+  }
+  return net;
+}
+
+void save_model(const std::string& path, Network<float>& net,
+                const std::map<std::string, std::string>& extra_metadata) {
+  write_safetensors_file(path, model_to_safetensors(net, extra_metadata));
+}
+
+Network<float> load_model(const std::string& path) {
+  return model_from_safetensors(read_safetensors_file(path), path);
+}
+
+}  // namespace nanomlp

@@ -1,0 +1,59 @@
+// Everything a training run carries from epoch to epoch, and its checkpoints. Private to the
+// library: the trainer and the checkpoint code share it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nanomlp/network.hpp"
+#include "nanomlp/optim.hpp"
+#include "nanomlp/rng.hpp"
+#include "nanomlp/trainer.hpp"
+
+namespace nanomlp {
+
+struct TrainState {
+  // Separate streams, so that e.g. adding dropout does not change the shuffle order.
+  explicit TrainState(std::uint64_t seed)
+      : init_rng(seed),
+        shuffle_rng(seed * 0x9e3779b97f4a7c15ULL + 1),
+        dropout_rng(seed * 0x9e3779b97f4a7c15ULL + 2) {}
+
+  Rng init_rng;
+  Rng shuffle_rng;
+  Rng dropout_rng;
+  std::size_t epoch = 0;   // epochs completed
+  std::int64_t step = 0;   // optimizer steps completed (the schedule's position)
+  std::vector<EpochRecord> records;
+  std::size_t best_epoch = 0;
+  double best_val_accuracy = 0.0;
+  std::vector<Matrix> best;  // parameters then buffers of the best epoch
+
+  void snapshot_best(Network<float>& net) {
+    best.clear();
+    for (auto& p : net.params()) best.push_back(*p.value);
+    for (auto& b : net.buffers()) best.push_back(*b.value);
+  }
+  void restore_best(Network<float>& net) {
+    std::size_t i = 0;
+    for (auto& p : net.params()) *p.value = best[i++];
+    for (auto& b : net.buffers()) *b.value = best[i++];
+  }
+};
+
+// Checks the checkpoint folder before training starts. Without resume: creates it and refuses
+// one that already holds checkpoints (nothing is overwritten by a new run). With resume:
+// restores net, optimizer and state from the newest checkpoint, after checking that it is
+// intact and that its architecture and settings are this run's. Returns the epoch resumed from.
+std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net,
+                                Optimizer& optimizer, TrainState& state,
+                                const std::function<void(const std::string&)>& on_message);
+
+// Writes DIR/checkpoint-epoch-NNNN.safetensors atomically.
+void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
+                      const TrainState& state);
+
+}  // namespace nanomlp

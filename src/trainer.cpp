@@ -1,0 +1,277 @@
+#include "nanomlp/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "nanomlp/errors.hpp"
+#include "nanomlp/kernels.hpp"
+#include "train_state.hpp"
+
+namespace nanomlp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// x (B, D) <- normalised pixels of the images idx[0..B).
+void gather_batch(const Dataset& data, const std::uint32_t* idx, std::size_t B,
+                  const Architecture& arch, Matrix& x, std::uint8_t* labels) {
+  const std::size_t D = kImagePixels;
+  x.resize(B, D);
+  const float scale = arch.input_scale(), shift = arch.input_shift();
+  for (std::size_t i = 0; i < B; ++i) {
+    kernels::u8_to_float(data.image(idx[i]), x.row(i), D, scale, shift);
+    labels[i] = data.labels[idx[i]];
+  }
+}
+
+std::string format_lr(double lr) {
+  std::ostringstream s;
+  s << lr;
+  return s.str();
+}
+
+}  // namespace
+
+void TrainOptions::validate(std::size_t train_count) const {
+  if (epochs == 0) throw UsageError("--epochs: expected a positive integer, got 0");
+  if (batch_size == 0) throw UsageError("--batch-size: expected a positive integer, got 0");
+  if (!(schedule.base_lr > 0.0) || !std::isfinite(schedule.base_lr)) {
+    throw UsageError("--lr: expected a positive number, got " + format_lr(schedule.base_lr));
+  }
+  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
+    throw UsageError("--label-smoothing: expected a value in [0, 1), got " +
+                     format_lr(label_smoothing));
+  }
+  if (val_split >= train_count) {
+    throw UsageError("--val-split: expected fewer than the " + std::to_string(train_count) +
+                     " training images, got " + std::to_string(val_split));
+  }
+  if (early_stop > 0 && val_split == 0) {
+    throw UsageError("--early-stop: needs a validation set (--val-split N)");
+  }
+  if (optimizer.momentum < 0.0) throw UsageError("--momentum: expected >= 0");
+  if (optimizer.nesterov && optimizer.momentum <= 0.0) {
+    throw UsageError("--nesterov: needs --momentum > 0");
+  }
+  make_optimizer(optimizer);  // validates the name
+  validate_schedule(schedule);
+  if (resume && checkpoint_dir.empty()) {
+    throw UsageError("--resume: needs --checkpoint-dir DIR");
+  }
+}
+
+std::string TrainOptions::to_json() const {
+  nlohmann::ordered_json j;
+  j["epochs"] = epochs;
+  j["batch_size"] = batch_size;
+  j["seed"] = seed;
+  j["init"] = init;
+  j["optimizer"] = optimizer.name;
+  j["lr"] = schedule.base_lr;
+  j["momentum"] = optimizer.momentum;
+  j["nesterov"] = optimizer.nesterov;
+  j["weight_decay"] = optimizer.weight_decay;
+  j["clip_grad_norm"] = optimizer.clip_grad_norm;
+  j["schedule"] = schedule.name;
+  j["warmup_steps"] = schedule.warmup_steps;
+  j["label_smoothing"] = label_smoothing;
+  j["val_split"] = val_split;
+  j["early_stop"] = early_stop;
+  return j.dump();
+}
+
+EvalResult evaluate(Network<float>& net, const Dataset& data,
+                    const std::vector<std::uint32_t>* indices, bool keep_probabilities) {
+  const std::size_t n = indices != nullptr ? indices->size() : data.count;
+  const std::size_t K = net.architecture().num_classes;
+  EvalResult r;
+  r.count = n;
+  r.confusion.assign(K, std::vector<std::size_t>(K, 0));
+  r.predictions.resize(n);
+  if (keep_probabilities) r.probabilities.resize(n * K);
+  if (n == 0) return r;
+  constexpr std::size_t kBatch = 1000;
+  std::vector<std::uint32_t> all;
+  if (indices == nullptr) {
+    all.resize(n);
+    std::iota(all.begin(), all.end(), 0u);
+    indices = &all;
+  }
+  Matrix x;
+  Matrix p;
+  std::vector<std::uint8_t> labels(kBatch);
+  double loss = 0.0;
+  std::size_t correct = 0;
+  for (std::size_t start = 0; start < n; start += kBatch) {
+    const std::size_t B = std::min(kBatch, n - start);
+    gather_batch(data, indices->data() + start, B, net.architecture(), x, labels.data());
+    const Matrix& z = net.forward(x, /*training=*/false);  // (B, K)
+    std::size_t hits = 0;
+    loss += kernels::softmax_cross_entropy<float>(z.data(), labels.data(), B, K, 0.0f, nullptr,
+                                                  &hits);
+    correct += hits;
+    for (std::size_t i = 0; i < B; ++i) {
+      const float* zi = z.row(i);
+      const auto pred = static_cast<std::uint8_t>(std::max_element(zi, zi + K) - zi);
+      r.predictions[start + i] = pred;
+      ++r.confusion[labels[i]][pred];
+    }
+    if (keep_probabilities) {
+      kernels::softmax_rows(z.data(), r.probabilities.data() + start * K, B, K);
+    }
+  }
+  r.loss = loss / static_cast<double>(n);
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  r.standard_error = std::sqrt(r.accuracy * (1.0 - r.accuracy) / static_cast<double>(n));
+  return r;
+}
+
+TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
+                  const TrainCallbacks& callbacks) {
+  options.validate(data.train.count);
+  const Architecture& arch = net.architecture();
+  const std::size_t K = arch.num_classes;
+  const std::size_t B = options.batch_size;
+
+  TrainState state(options.seed);
+  // The validation images are drawn once from the seeded generator, before any shuffle.
+  std::vector<std::uint32_t> train_idx(data.train.count);
+  std::iota(train_idx.begin(), train_idx.end(), 0u);
+  std::vector<std::uint32_t> val_idx;
+  if (options.val_split > 0) {
+    Rng split_rng(options.seed ^ 0x5eed5eed5eed5eedULL);
+    split_rng.shuffle(train_idx);
+    val_idx.assign(train_idx.end() - static_cast<std::ptrdiff_t>(options.val_split),
+                   train_idx.end());
+    train_idx.resize(train_idx.size() - options.val_split);
+    std::sort(val_idx.begin(), val_idx.end());
+    std::sort(train_idx.begin(), train_idx.end());
+  }
+  const std::size_t n_train = train_idx.size();
+  const std::size_t steps_per_epoch = (n_train + B - 1) / B;
+
+  ScheduleConfig schedule = options.schedule;
+  schedule.steps_per_epoch = static_cast<std::int64_t>(steps_per_epoch);
+  schedule.total_steps = static_cast<std::int64_t>(steps_per_epoch * options.epochs);
+  auto optimizer = make_optimizer(options.optimizer);
+  const bool test_every_epoch = options.eval_test_every_epoch.value_or(options.val_split == 0);
+
+  net.init(state.init_rng, options.init);
+  net.set_rng(&state.dropout_rng);
+  std::vector<Param<float>> params = net.params();
+  optimizer->prepare(params);
+
+  TrainResult result;
+  if (options.resume || !options.checkpoint_dir.empty()) {
+    result.resumed_from_epoch =
+        prepare_checkpoints(options, net, *optimizer, state, callbacks.on_message);
+  }
+
+  // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
+  Matrix x(B, kImagePixels);  // (B, D)
+  Matrix dz(B, K);            // (B, K)
+  std::vector<std::uint8_t> labels(B);
+
+  const auto loop_start = Clock::now();
+  for (std::size_t epoch = state.epoch + 1; epoch <= options.epochs; ++epoch) {
+    state.shuffle_rng.shuffle(train_idx);
+    const auto t0 = Clock::now();
+    double loss_sum = 0.0;
+    std::size_t correct = 0, seen = 0;
+    const std::size_t report_every = std::max<std::size_t>(1, steps_per_epoch / 50);
+    double lr = 0.0;
+    for (std::size_t s = 0; s < steps_per_epoch; ++s) {
+      const std::size_t start = s * B;
+      const std::size_t nb = std::min(B, n_train - start);
+      gather_batch(data.train, train_idx.data() + start, nb, arch, x, labels.data());
+      const Matrix& z = net.forward(x, /*training=*/true);  // (nb, K)
+      dz.resize(nb, K);
+      std::size_t hits = 0;
+      const double batch_loss = kernels::softmax_cross_entropy<float>(
+          z.data(), labels.data(), nb, K, static_cast<float>(options.label_smoothing), dz.data(),
+          &hits);
+      if (!std::isfinite(batch_loss)) {
+        throw TrainingError("training diverged at epoch " + std::to_string(epoch) + ", step " +
+                            std::to_string(s + 1) + ": the loss is " +
+                            (std::isnan(batch_loss) ? "NaN" : "infinite") +
+                            "; try a lower learning rate (--lr " +
+                            format_lr(options.schedule.base_lr) + " now, e.g. --lr " +
+                            format_lr(options.schedule.base_lr / 10) + ")");
+      }
+      net.backward(dz);
+      lr = learning_rate(schedule, state.step);
+      optimizer->step(params, lr);
+      ++state.step;
+      loss_sum += batch_loss;
+      correct += hits;
+      seen += nb;
+      if (callbacks.on_progress && ((s + 1) % report_every == 0 || s + 1 == steps_per_epoch)) {
+        callbacks.on_progress(s + 1, steps_per_epoch, loss_sum / static_cast<double>(seen),
+                              static_cast<double>(correct) / static_cast<double>(seen),
+                              seconds_since(t0));
+      }
+    }
+    EpochRecord rec;
+    rec.epoch = epoch;
+    rec.seconds = seconds_since(t0);
+    rec.lr = lr;
+    rec.train_loss = loss_sum / static_cast<double>(n_train);
+    rec.train_accuracy = static_cast<double>(correct) / static_cast<double>(n_train);
+    rec.samples_per_second = static_cast<double>(n_train) / rec.seconds;
+    if (!val_idx.empty()) {
+      const EvalResult v = evaluate(net, data.train, &val_idx);
+      rec.val_loss = v.loss;
+      rec.val_accuracy = v.accuracy;
+    }
+    if (test_every_epoch) {
+      const EvalResult t = evaluate(net, data.test);
+      rec.test_loss = t.loss;
+      rec.test_accuracy = t.accuracy;
+    }
+    state.epoch = epoch;
+    state.records.push_back(rec);
+    bool stop = false;
+    if (options.early_stop > 0) {
+      // Keep the weights of the best validation accuracy; stop after `patience` epochs
+      // without improvement (Prechelt 1998, "Early stopping - but when?").
+      if (!state.best_epoch || *rec.val_accuracy > state.best_val_accuracy) {
+        state.best_val_accuracy = *rec.val_accuracy;
+        state.best_epoch = epoch;
+        state.snapshot_best(net);
+      } else if (epoch - state.best_epoch >= options.early_stop) {
+        stop = true;
+      }
+    }
+    if (callbacks.on_epoch) callbacks.on_epoch(rec);
+    if (!options.checkpoint_dir.empty()) {
+      write_checkpoint(options, net, *optimizer, state);
+    }
+    if (stop) {
+      result.stopped_early = true;
+      if (callbacks.on_message) {
+        callbacks.on_message("early stop: validation accuracy has not improved for " +
+                             std::to_string(options.early_stop) + " epochs; keeping epoch " +
+                             std::to_string(state.best_epoch));
+      }
+      break;
+    }
+  }
+  if (options.early_stop > 0 && state.best_epoch > 0) {
+    state.restore_best(net);
+    result.best_epoch = state.best_epoch;
+  }
+  result.train_seconds = seconds_since(loop_start);
+  result.epochs = state.records;
+  result.test = evaluate(net, data.test, nullptr, false);
+  return result;
+}
+
+}  // namespace nanomlp

@@ -1,0 +1,95 @@
+// Shared helpers for the test suite: temporary folders, running the CLI, finding real data.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace nanomlp::testing {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed when the object goes out of scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() /
+            ("nanomlp-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+inline void write_bytes(const std::string& path, const std::vector<unsigned char>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::vector<unsigned char> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command, capturing stdout+stderr and the exit code.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer{};
+  std::size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+// Runs the nanomlp binary built alongside the tests with the given arguments.
+inline CommandResult run_nanomlp(const std::string& args) {
+  return run_command(std::string(NANOMLP_BINARY) + " " + args);
+}
+
+// The real MNIST data root: $NANOMLP_DATA, else ../shared/data beside the source tree, else
+// ./data in the source tree. Empty if none holds mnist/.
+inline std::string real_data_root() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("NANOMLP_DATA"); env != nullptr && *env != '\0') {
+    candidates.emplace_back(env);
+  }
+  candidates.push_back(std::string(NANOMLP_SOURCE_DIR) + "/../shared/data");
+  candidates.push_back(std::string(NANOMLP_SOURCE_DIR) + "/data");
+  for (const auto& c : candidates) {
+    if (fs::exists(fs::path(c) / "mnist" / "train-images-idx3-ubyte.gz") ||
+        fs::exists(fs::path(c) / "mnist" / "train-images-idx3-ubyte")) {
+      return c;
+    }
+  }
+  return {};
+}
+
+}  // namespace nanomlp::testing

@@ -40,7 +40,10 @@ void ThreadPool::set_num_threads(int n) {
   if (n == num_threads_ && static_cast<int>(workers_.size()) == n - 1) return;
   stop_workers();
   num_threads_ = n;
-  for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  // Each worker starts from the generation current now; reading it inside the new thread
+  // could miss a job posted before the thread got to run.
+  const std::uint64_t start = generation_.load(std::memory_order_acquire);
+  for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
 }
 
 void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
@@ -63,8 +66,7 @@ void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
   while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
 }
 
-void ThreadPool::worker_loop(int index) {
-  std::uint64_t seen = generation_.load(std::memory_order_acquire);
+void ThreadPool::worker_loop(int index, std::uint64_t seen) {
   for (;;) {
     // Spin briefly before sleeping: consecutive GEMMs of one training step arrive within
     // microseconds, and a futex wake-up costs more than that.

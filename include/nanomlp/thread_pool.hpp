@@ -36,7 +36,7 @@ class ThreadPool {
  private:
   using TaskFn = void (*)(void*, int);
   void run_impl(int parts, void* ctx, TaskFn fn);
-  void worker_loop(int index);
+  void worker_loop(int index, std::uint64_t seen);
   void stop_workers();
 
   int num_threads_ = 1;

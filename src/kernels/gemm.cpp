@@ -94,9 +94,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   // product, so no reduction is needed and the result is the same on every run.
   const bool split_rows = M >= N;
   const std::size_t extent = split_rows ? M : N;
-  const std::size_t slab =
-      std::max(kSplitAlign, (extent / static_cast<std::size_t>(threads) + kSplitAlign - 1) /
-                                kSplitAlign * kSplitAlign);
+  const std::size_t per_thread = (extent + static_cast<std::size_t>(threads) - 1) /
+                                 static_cast<std::size_t>(threads);
+  const std::size_t slab = (per_thread + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
   const int parts = static_cast<int>(std::min<std::size_t>(
       static_cast<std::size_t>(threads), (extent + slab - 1) / slab));
   pool.run(parts, [&](int part) {

@@ -1,0 +1,258 @@
+// The whole network: a hand-computed forward of a tiny net, a finite-difference check of every
+// parameter through the loss, and model-file round trips.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "gradcheck.hpp"
+#include "nanomlp/errors.hpp"
+#include "nanomlp/kernels.hpp"
+#include "nanomlp/model_io.hpp"
+#include "nanomlp/network.hpp"
+#include "test_util.hpp"
+
+namespace nanomlp {
+namespace {
+
+using ::testing::HasSubstr;
+
+Architecture tiny_arch() {
+  Architecture a;
+  a.input_dim = 2;
+  a.hidden = {2};
+  a.num_classes = 2;
+  return a;
+}
+
+TEST(Network, HandComputedForwardOfTinyNetwork) {
+  // x = (1, 2); W1 = [[1, -1], [0.5, 0.5]], b1 = (0, -2)  -> h = relu(-1, -0.5) = (0, 0)?
+  // Use b1 = (2, 0): pre = (1, 1.5) -> h = (1, 1.5).
+  // W2 = [[1, 0], [-1, 2]], b2 = (0.5, 0) -> z = (1.5, 2).
+  // p = softmax(z); loss for label 1 = log(1 + e^{-0.5}).
+  Network<double> net(tiny_arch());
+  auto params = net.params();
+  ASSERT_EQ(params.size(), 4u);
+  EXPECT_EQ(params[0].name, "0.weight");
+  EXPECT_EQ(params[2].name, "2.weight");
+  const double w1[] = {1, -1, 0.5, 0.5}, b1[] = {2, 0}, w2[] = {1, 0, -1, 2}, b2[] = {0.5, 0};
+  std::copy(w1, w1 + 4, params[0].value->data());
+  std::copy(b1, b1 + 2, params[1].value->data());
+  std::copy(w2, w2 + 4, params[2].value->data());
+  std::copy(b2, b2 + 2, params[3].value->data());
+  Mat<double> x(1, 2);
+  x(0, 0) = 1;
+  x(0, 1) = 2;
+  const Mat<double>& z = net.forward(x, false);
+  EXPECT_DOUBLE_EQ(z(0, 0), 1.5);
+  EXPECT_DOUBLE_EQ(z(0, 1), 2.0);
+  const std::uint8_t label = 1;
+  const double loss =
+      kernels::softmax_cross_entropy<double>(z.data(), &label, 1, 2, 0.0, nullptr, nullptr);
+  EXPECT_NEAR(loss, std::log(1 + std::exp(-0.5)), 1e-15);
+}
+
+void check_network_gradients(const Architecture& arch) {
+  Network<double> net(arch);
+  Rng rng(5);
+  net.init(rng);
+  for (auto& p : net.params()) testing::fill_random(*p.value, rng, 0.5);
+  const std::size_t N = 5;
+  Mat<double> x(N, arch.input_dim);
+  testing::fill_random(x, rng);
+  std::vector<std::uint8_t> labels(N);
+  for (std::size_t i = 0; i < N; ++i) labels[i] = static_cast<std::uint8_t>(i % arch.num_classes);
+  const std::size_t K = arch.num_classes;
+  auto loss = [&] {
+    const Mat<double>& z = net.forward(x, true);
+    return kernels::softmax_cross_entropy<double>(z.data(), labels.data(), N, K, 0.0, nullptr,
+                                                  nullptr) /
+           static_cast<double>(N);
+  };
+  const Mat<double>& z = net.forward(x, true);
+  Mat<double> dz(N, K);
+  kernels::softmax_cross_entropy<double>(z.data(), labels.data(), N, K, 0.0, dz.data(), nullptr);
+  net.backward(dz);
+  std::vector<Mat<double>> grads;
+  for (auto& p : net.params()) grads.push_back(*p.grad);
+  std::size_t i = 0;
+  for (auto& p : net.params()) testing::expect_gradient_matches(loss, *p.value, grads[i++], p.name);
+}
+
+TEST(Network, GradientCheckOfEveryParameter) {
+  Architecture a;
+  a.input_dim = 6;
+  a.hidden = {5, 4};
+  a.num_classes = 3;
+  for (const char* act : {"relu", "leaky_relu", "tanh", "gelu"}) {
+    SCOPED_TRACE(act);
+    a.activation = act;
+    check_network_gradients(a);
+  }
+}
+
+TEST(Network, HeInitHasTheRightScale) {
+  Architecture a;
+  a.hidden = {256};
+  Network<float> net(a);
+  Rng rng(0);
+  net.init(rng);
+  const Matrix& W = *net.params()[0].value;  // (256, 784)
+  double sq = 0;
+  for (float w : W) sq += static_cast<double>(w) * w;
+  const double var = sq / static_cast<double>(W.size());
+  EXPECT_NEAR(var, 2.0 / 784.0, 0.05 * 2.0 / 784.0);
+  for (float b : *net.params()[1].value) EXPECT_EQ(b, 0.0f);
+}
+
+Network<float> trained_like_network(const Architecture& arch) {
+  Network<float> net(arch);
+  Rng rng(9);
+  net.init(rng);
+  for (auto& p : net.params()) {
+    for (float& v : *p.value) v += static_cast<float>(rng.uniform() - 0.5) * 0.1f;
+  }
+  return net;
+}
+
+TEST(ModelIo, RoundTripGivesIdenticalPredictions) {
+  testing::TempDir dir;
+  Architecture a;
+  a.hidden = {32, 16};
+  a.activation = "gelu";
+  Network<float> net = trained_like_network(a);
+  const std::string path = dir.file("m.safetensors");
+  save_model(path, net);
+  Network<float> loaded = load_model(path);
+  EXPECT_EQ(loaded.architecture().to_json(), a.to_json());
+  Rng rng(1);
+  Matrix x(17, 784);
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  const Matrix z1 = net.forward(x, false);
+  const Matrix z2 = loaded.forward(x, false);
+  ASSERT_EQ(z1.size(), z2.size());
+  for (std::size_t i = 0; i < z1.size(); ++i) EXPECT_EQ(z1.data()[i], z2.data()[i]);
+  // Saving the loaded network again gives the same bytes.
+  save_model(dir.file("again.safetensors"), loaded);
+  EXPECT_EQ(testing::read_bytes(path), testing::read_bytes(dir.file("again.safetensors")));
+}
+
+TEST(ModelIo, UsesPyTorchSequentialNamesAndShapes) {
+  Architecture a;
+  a.hidden = {128};
+  Network<float> net(a);
+  const SafeTensors st = model_to_safetensors(net);
+  ASSERT_EQ(st.tensors.size(), 4u);
+  EXPECT_EQ(st.tensors[0].name, "0.weight");
+  EXPECT_EQ(st.tensors[0].shape, (std::vector<std::int64_t>{128, 784}));
+  EXPECT_EQ(st.tensors[1].name, "0.bias");
+  EXPECT_EQ(st.tensors[1].shape, (std::vector<std::int64_t>{128}));
+  EXPECT_EQ(st.tensors[2].name, "2.weight");
+  EXPECT_EQ(st.tensors[2].shape, (std::vector<std::int64_t>{10, 128}));
+  EXPECT_EQ(st.tensors[3].name, "2.bias");
+  EXPECT_EQ(st.metadata.at("format_version"), "1");
+  EXPECT_THAT(st.metadata.at("architecture"), HasSubstr("\"hidden\":[128]"));
+}
+
+TEST(ModelIo, ShapeThatContradictsTheArchitectureIsRejected) {
+  Architecture a;
+  a.hidden = {8};
+  Network<float> net(a);
+  SafeTensors st = model_to_safetensors(net);
+  st.metadata["architecture"] = [&] {
+    Architecture b = a;
+    b.hidden = {9};
+    return b.to_json();
+  }();
+  try {
+    model_from_safetensors(st, "bad.safetensors");
+    FAIL() << "expected ModelFormatError";
+  } catch (const ModelFormatError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("bad.safetensors"));
+    EXPECT_THAT(e.what(), HasSubstr("0.weight"));
+    EXPECT_THAT(e.what(), HasSubstr("[9, 784]"));
+    EXPECT_THAT(e.what(), HasSubstr("[8, 784]"));
+  }
+}
+
+TEST(ModelIo, MissingTensorUnexpectedTensorAndBadMetadataAreRejected) {
+  Architecture a;
+  a.hidden = {8};
+  Network<float> net(a);
+  const SafeTensors good = model_to_safetensors(net);
+
+  SafeTensors missing = good;
+  missing.tensors.pop_back();
+  EXPECT_THROW(
+      {
+        try {
+          model_from_safetensors(missing, "m.safetensors");
+        } catch (const ModelFormatError& e) {
+          EXPECT_THAT(e.what(), HasSubstr("'2.bias'"));
+          EXPECT_THAT(e.what(), HasSubstr("missing"));
+          throw;
+        }
+      },
+      ModelFormatError);
+
+  SafeTensors extra = good;
+  const float one = 1.0f;
+  extra.tensors.push_back(TensorEntry::from_f32("9.weight", {1}, &one));
+  EXPECT_THROW(model_from_safetensors(extra, "m.safetensors"), ModelFormatError);
+
+  SafeTensors no_meta = good;
+  no_meta.metadata.erase("architecture");
+  EXPECT_THROW(model_from_safetensors(no_meta, "m.safetensors"), ModelFormatError);
+
+  SafeTensors future = good;
+  future.metadata["format_version"] = "99";
+  try {
+    model_from_safetensors(future, "m.safetensors");
+    FAIL();
+  } catch (const ModelFormatError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("version 99"));
+  }
+
+  SafeTensors garbage_arch = good;
+  garbage_arch.metadata["architecture"] = "{not json";
+  EXPECT_THROW(model_from_safetensors(garbage_arch, "m.safetensors"), ModelFormatError);
+
+  SafeTensors nan = good;
+  const std::vector<float> bad(10, std::nanf(""));
+  nan.tensors[3] = TensorEntry::from_f32("2.bias", {10}, bad.data());
+  EXPECT_THROW(model_from_safetensors(nan, "m.safetensors"), ModelFormatError);
+}
+
+TEST(ModelIo, TruncatedAndCorruptFilesAreRejectedWithTheFileName) {
+  testing::TempDir dir;
+  Architecture a;
+  a.hidden = {8};
+  Network<float> net(a);
+  const std::string path = dir.file("m.safetensors");
+  save_model(path, net);
+  auto bytes = testing::read_bytes(path);
+
+  auto truncated = bytes;
+  truncated.resize(bytes.size() / 2);
+  testing::write_bytes(dir.file("t.safetensors"), truncated);
+  try {
+    load_model(dir.file("t.safetensors"));
+    FAIL();
+  } catch (const ModelFormatError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("t.safetensors"));
+  }
+
+  auto corrupt = bytes;
+  for (std::size_t i = 8; i < 20; ++i) corrupt[i] = '#';
+  testing::write_bytes(dir.file("c.safetensors"), corrupt);
+  try {
+    load_model(dir.file("c.safetensors"));
+    FAIL();
+  } catch (const ModelFormatError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("c.safetensors"));
+  }
+  EXPECT_THROW(load_model(dir.file("absent.safetensors")), IoError);
+}
+
+}  // namespace
+}  // namespace nanomlp

@@ -108,6 +108,7 @@ void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimize
   st.metadata["best_epoch"] = std::to_string(state.best_epoch);
   st.metadata["best_val_accuracy"] = double_bits(state.best_val_accuracy);
   st.metadata["best_count"] = std::to_string(state.best.size());
+  st.metadata["best_counters"] = nlohmann::json(state.best_counters).dump();
   st.metadata["records"] = nlohmann::ordered_json(state.records).dump();
   write_safetensors_file((fs::path(options.checkpoint_dir) / checkpoint_name(state.epoch)).string(),
                          st);
@@ -170,6 +171,11 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
     auto dst_b = net.buffers();
     auto src_b = restored.buffers();
     for (std::size_t i = 0; i < dst_b.size(); ++i) *dst_b[i].value = *src_b[i].value;
+    for (std::size_t l = 0; l < net.layers().size(); ++l) {
+      auto dst_c = net.layers()[l]->counters();
+      auto src_c = restored.layers()[l]->counters();
+      for (std::size_t i = 0; i < dst_c.size(); ++i) *dst_c[i].second = *src_c[i].second;
+    }
     for (const auto& slot : optimizer.slots()) {
       copy_into(st.find("optim." + slot.name), *slot.value, "optim." + slot.name, path);
     }
@@ -190,6 +196,11 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
       for (std::size_t i = 0; i < best_count; ++i) {
         copy_into(st.find("best." + std::to_string(i)), state.best[i],
                   "best." + std::to_string(i), path);
+      }
+      state.best_counters =
+          nlohmann::json::parse(meta("best_counters")).get<std::vector<std::int64_t>>();
+      if (state.best_counters.size() != state.best_counters.size()) {
+        throw ModelFormatError(path + ": corrupt best_counters in checkpoint");
       }
     }
     state.records = nlohmann::json::parse(meta("records")).get<std::vector<EpochRecord>>();

@@ -31,13 +31,19 @@ SafeTensors model_to_safetensors(Network<float>& net,
   st.metadata["format"] = "nanomlp";
   st.metadata["format_version"] = std::to_string(kModelFormatVersion);
   st.metadata["architecture"] = net.architecture().to_json();
-  for (const auto& p : net.params()) {
-    st.tensors.push_back(
-        TensorEntry::from_f32(p.name, torch_shape(p.name, *p.value), p.value->data()));
-  }
-  for (const auto& b : net.buffers()) {
-    st.tensors.push_back(
-        TensorEntry::from_f32(b.name, torch_shape(b.name, *b.value), b.value->data()));
+  // Module by module, parameters then buffers: the order of PyTorch's state_dict().
+  for (auto& layer : net.layers()) {
+    for (const auto& p : layer->params()) {
+      st.tensors.push_back(
+          TensorEntry::from_f32(p.name, torch_shape(p.name, *p.value), p.value->data()));
+    }
+    for (const auto& b : layer->buffers()) {
+      st.tensors.push_back(
+          TensorEntry::from_f32(b.name, torch_shape(b.name, *b.value), b.value->data()));
+    }
+    for (const auto& [name, value] : layer->counters()) {
+      st.tensors.push_back(TensorEntry::from_i64(name, {}, value));  // a scalar, shape []
+    }
   }
   return st;
 }
@@ -89,6 +95,19 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
   };
   for (auto& p : net.params()) load(p.name, *p.value);
   for (auto& b : net.buffers()) load(b.name, *b.value);
+  for (auto& layer : net.layers()) {
+    for (auto& [name, value] : layer->counters()) {
+      expected.insert(name);
+      const TensorEntry* t = st.find(name);
+      if (t == nullptr || t->dtype != "I64" || !t->shape.empty()) {
+        throw ModelFormatError(source + ": tensor '" + name + "' should be an I64 scalar [] for " +
+                               net.architecture().describe() +
+                               (t == nullptr ? ", but it is missing"
+                                             : ", found " + t->dtype + " " + shape_str(t->shape)));
+      }
+      *value = t->to_i64()[0];
+    }
+  }
   for (const auto& t : st.tensors) {
     if (expected.count(t.name) == 0) {
       throw ModelFormatError(source + ": unexpected tensor '" + t.name +

@@ -135,7 +135,9 @@ Network<T>::Network(Architecture arch) : arch_(std::move(arch)) {
   auto index = [this] { return std::to_string(layers_.size()) + "."; };
   for (std::size_t h : arch_.hidden) {
     layers_.push_back(std::make_unique<Dense<T>>(in, h, index()));
+    if (arch_.batch_norm) layers_.push_back(std::make_unique<BatchNorm<T>>(h, index()));
     layers_.push_back(make_activation<T>(arch_.activation));
+    if (arch_.dropout > 0.0) layers_.push_back(std::make_unique<Dropout<T>>(arch_.dropout));
     in = h;
   }
   layers_.push_back(std::make_unique<Dense<T>>(in, arch_.num_classes, index()));
@@ -156,6 +158,12 @@ void Network<T>::init(Rng& rng, const std::string& scheme) {
       const double stddev = xavier ? std::sqrt(2.0 / (fan_in + fan_out)) : std::sqrt(2.0 / fan_in);
       for (T& w : dense->W_) w = static_cast<T>(rng.normal() * stddev);
       dense->b_.fill(T(0));
+    } else if (auto* bn = dynamic_cast<BatchNorm<T>*>(layer.get())) {
+      bn->gamma_.fill(T(1));
+      bn->beta_.fill(T(0));
+      bn->running_mean_.fill(T(0));
+      bn->running_var_.fill(T(1));
+      bn->num_batches_tracked_ = 0;
     }
   }
 }
@@ -206,7 +214,9 @@ std::size_t Network<T>::num_params() {
 }
 
 template <typename T>
-void Network<T>::set_rng(Rng* /*rng*/) {}
+void Network<T>::set_rng(Rng* rng) {
+  for (auto& layer : layers_) layer->set_rng(rng);
+}
 
 template class Network<float>;
 template class Network<double>;

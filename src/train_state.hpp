@@ -30,17 +30,26 @@ struct TrainState {
   std::vector<EpochRecord> records;
   std::size_t best_epoch = 0;
   double best_val_accuracy = 0.0;
-  std::vector<Matrix> best;  // parameters then buffers of the best epoch
+  std::vector<Matrix> best;                 // parameters then buffers of the best epoch
+  std::vector<std::int64_t> best_counters;  // and its batch-norm counters
 
   void snapshot_best(Network<float>& net) {
     best.clear();
+    best_counters.clear();
     for (auto& p : net.params()) best.push_back(*p.value);
     for (auto& b : net.buffers()) best.push_back(*b.value);
+    for (auto& layer : net.layers()) {
+      for (auto& c : layer->counters()) best_counters.push_back(*c.second);
+    }
   }
   void restore_best(Network<float>& net) {
     std::size_t i = 0;
     for (auto& p : net.params()) *p.value = best[i++];
     for (auto& b : net.buffers()) *b.value = best[i++];
+    std::size_t k = 0;
+    for (auto& layer : net.layers()) {
+      for (auto& c : layer->counters()) *c.second = best_counters[k++];
+    }
   }
 };
 

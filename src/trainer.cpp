@@ -191,6 +191,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     for (std::size_t s = 0; s < steps_per_epoch; ++s) {
       const std::size_t start = s * B;
       const std::size_t nb = std::min(B, n_train - start);
+      if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
       gather_batch(data.train, train_idx.data() + start, nb, arch, x, labels.data());
       const Matrix& z = net.forward(x, /*training=*/true);  // (nb, K)
       dz.resize(nb, K);
@@ -223,8 +224,8 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     rec.epoch = epoch;
     rec.seconds = seconds_since(t0);
     rec.lr = lr;
-    rec.train_loss = loss_sum / static_cast<double>(n_train);
-    rec.train_accuracy = static_cast<double>(correct) / static_cast<double>(n_train);
+    rec.train_loss = loss_sum / static_cast<double>(std::max<std::size_t>(1, seen));
+    rec.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(1, seen));
     rec.samples_per_second = static_cast<double>(n_train) / rec.seconds;
     if (!val_idx.empty()) {
       const EvalResult v = evaluate(net, data.train, &val_idx);

@@ -546,14 +546,21 @@ TEST_F(CliDataError, TrainingDivergesWithHugeLearningRate) {
 TEST(CliThreads, FastFailureWithTwoThreadsExitsPromptly) {
   TempDir dir;
   const std::string out = dir.file("model.safetensors");
-  const std::string missing = dir.file("no-such-data");
-  constexpr int kRuns = 20;
+  const std::string missing_data = dir.file("no-such-data");
+  const std::string missing_model = dir.file("no-such-model.safetensors");
+  // The race is timing-dependent (a quarter of the runs hang on an idle 2-core machine), so
+  // repeat until a run hangs; a run that does not hang takes about 10 ms.
+  constexpr int kRuns = 100;
   for (int i = 0; i < kRuns; ++i) {
-    const CommandResult r =
-        run_cli("train --data " + quote(missing) + " " + kTwoThreads + " --out " + quote(out), 5);
-    ASSERT_NE(r.exit_code, 124) << "run " << i + 1 << " of " << kRuns
-                                << " hung after printing: " << r.output;
-    expect_one_error_line(r, 1, {missing});
+    const bool train = i % 2 == 0;
+    const std::string args =
+        train ? "train --data " + quote(missing_data) + " " + kTwoThreads + " --out " + quote(out)
+              : "eval --model " + quote(missing_model) + " --data " + quote(missing_data) + " " +
+                    kTwoThreads;
+    const CommandResult r = run_cli(args, 3);
+    ASSERT_NE(r.exit_code, 124) << "run " << i + 1 << " of " << kRuns << " (nanomlp " << args
+                                << ") hung after printing: " << r.output;
+    expect_one_error_line(r, 1, {train ? missing_data : missing_model});
   }
   expect_no_model(out);
 }

@@ -120,3 +120,91 @@ TEST(SoftmaxCrossEntropy, GradientCheck) {
 
 }  // namespace
 }  // namespace nanomlp
+
+namespace nanomlp {
+namespace {
+
+TEST(BatchNorm, HandComputedTrainingForwardAndRunningStatistics) {
+  // One feature, batch x = (1, 3): mean 2, biased variance 1, unbiased variance 2.
+  BatchNorm<double> bn(1, "1.");
+  Mat<double> x(2, 1), y;
+  x(0, 0) = 1;
+  x(1, 0) = 3;
+  bn.forward(x, y, true);
+  // mean 2, biased var 1, xhat = -+1/sqrt(1 + 1e-5).
+  const double s = 1.0 / std::sqrt(1.0 + 1e-5);
+  EXPECT_NEAR(y(0, 0), -s, 1e-12);
+  EXPECT_NEAR(y(1, 0), s, 1e-12);
+  // running_mean = 0.9 * 0 + 0.1 * 2; running_var = 0.9 * 1 + 0.1 * 2 (unbiased: 2 / 1).
+  EXPECT_NEAR(bn.running_mean_(0, 0), 0.2, 1e-15);
+  EXPECT_NEAR(bn.running_var_(0, 0), 1.1, 1e-15);
+  EXPECT_EQ(bn.num_batches_tracked_, 1);
+  // Evaluation uses the running statistics: (1 - 0.2) / sqrt(1.1 + 1e-5).
+  Mat<double> y_eval;
+  bn.forward(x, y_eval, false);
+  EXPECT_NEAR(y_eval(0, 0), 0.8 / std::sqrt(1.1 + 1e-5), 1e-12);
+  EXPECT_EQ(bn.num_batches_tracked_, 1);  // evaluation does not count
+  const auto params = bn.params();
+  EXPECT_EQ(params[0].name, "1.weight");
+  EXPECT_EQ(bn.buffers()[1].name, "1.running_var");
+  EXPECT_EQ(bn.counters()[0].first, "1.num_batches_tracked");
+}
+
+TEST(BatchNorm, GradientCheckInTrainingMode) {
+  BatchNorm<double> bn(6, "1.");
+  Rng rng(4);
+  fill_random(bn.gamma_, rng);
+  fill_random(bn.beta_, rng);
+  check_layer(bn, 5, 6, /*training=*/true);
+}
+
+TEST(BatchNorm, GradientCheckInEvaluationMode) {
+  BatchNorm<double> bn(4, "1.");
+  Rng rng(8);
+  fill_random(bn.gamma_, rng);
+  fill_random(bn.running_mean_, rng);
+  for (double& v : bn.running_var_) v = 0.5 + rng.uniform();
+  // In evaluation the layer is affine in x: dx = dy gamma / sqrt(running_var + eps).
+  Mat<double> x(3, 4), y;
+  fill_random(x, rng);
+  bn.forward(x, y, false);
+  for (std::size_t j = 0; j < 4; ++j) {
+    const double expected = bn.gamma_(0, j) * (x(0, j) - bn.running_mean_(0, j)) /
+                                std::sqrt(bn.running_var_(0, j) + 1e-5) +
+                            bn.beta_(0, j);
+    EXPECT_NEAR(y(0, j), expected, 1e-12);
+  }
+}
+
+TEST(Dropout, GradientCheckWithAFixedMask) {
+  Dropout<double> layer(0.3);
+  Rng rng(0);
+  layer.set_rng(&rng);
+  // Resetting the generator before each forward fixes the mask across evaluations.
+  check_layer(layer, 6, 10, true, 1, [&] { rng.reseed(123); });
+}
+
+TEST(Dropout, TrainingDropsAndRescalesEvaluationIsIdentity) {
+  Dropout<double> layer(0.5);
+  Rng rng(1);
+  layer.set_rng(&rng);
+  Mat<double> x(100, 100), y;
+  x.fill(1.0);
+  layer.forward(x, y, true);
+  std::size_t zeros = 0;
+  for (double v : y) {
+    EXPECT_TRUE(v == 0.0 || v == 2.0);
+    zeros += v == 0.0;
+  }
+  EXPECT_NEAR(static_cast<double>(zeros) / 10000.0, 0.5, 0.03);
+  Mat<double> y1, y2;
+  layer.forward(x, y1, false);
+  layer.forward(x, y2, false);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(y1.data()[i], 1.0);
+    EXPECT_EQ(y2.data()[i], 1.0);
+  }
+}
+
+}  // namespace
+}  // namespace nanomlp

@@ -25,6 +25,16 @@ Architecture tiny_arch() {
   return a;
 }
 
+Network<float> trained_like_network(const Architecture& arch) {
+  Network<float> net(arch);
+  Rng rng(9);
+  net.init(rng);
+  for (auto& p : net.params()) {
+    for (float& v : *p.value) v += static_cast<float>(rng.uniform() - 0.5) * 0.1f;
+  }
+  return net;
+}
+
 TEST(Network, HandComputedForwardOfTinyNetwork) {
   // x = (1, 2); W1 = [[1, -1], [0.5, 0.5]], b1 = (0, -2)  -> h = relu(-1, -0.5) = (0, 0)?
   // Use b1 = (2, 0): pre = (1, 1.5) -> h = (1, 1.5).
@@ -91,6 +101,83 @@ TEST(Network, GradientCheckOfEveryParameter) {
   }
 }
 
+TEST(Network, GradientCheckWithBatchNormAndDropout) {
+  Architecture a;
+  a.input_dim = 6;
+  a.hidden = {5, 4};
+  a.num_classes = 3;
+  a.batch_norm = true;
+  check_network_gradients(a);  // dropout needs a fixed mask: see Dropout.GradientCheck
+}
+
+TEST(Network, SequentialIndicesLeaveRoomForBatchNormAndDropout) {
+  Architecture a;
+  a.hidden = {32, 16};
+  a.batch_norm = true;
+  a.dropout = 0.2;
+  Network<float> net(a);
+  // 0 Linear, 1 BatchNorm1d, 2 ReLU, 3 Dropout, 4 Linear, 5 BatchNorm1d, 6 ReLU, 7 Dropout,
+  // 8 Linear: as nn.Sequential numbers them.
+  std::vector<std::string> names;
+  for (const auto& p : net.params()) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias",
+                                             "4.weight", "4.bias", "5.weight", "5.bias",
+                                             "8.weight", "8.bias"}));
+  const SafeTensors st = model_to_safetensors(net);
+  const TensorEntry* counter = st.find("1.num_batches_tracked");
+  ASSERT_NE(counter, nullptr);
+  EXPECT_EQ(counter->dtype, "I64");
+  EXPECT_TRUE(counter->shape.empty());
+  ASSERT_NE(st.find("5.running_var"), nullptr);
+}
+
+TEST(Network, EvaluationIsDeterministicWithDropoutAndBatchNorm) {
+  Architecture a;
+  a.hidden = {32};
+  a.batch_norm = true;
+  a.dropout = 0.5;
+  Network<float> net(a);
+  Rng rng(2);
+  net.init(rng);
+  net.set_rng(&rng);
+  Matrix x(8, 784);
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  net.forward(x, true);  // moves the running statistics once
+  const Matrix e1 = net.forward(x, false);
+  const Matrix e2 = net.forward(x, false);
+  const Matrix t1 = net.forward(x, true);
+  const Matrix t2 = net.forward(x, true);
+  bool train_differs = false;
+  for (std::size_t i = 0; i < e1.size(); ++i) {
+    EXPECT_EQ(e1.data()[i], e2.data()[i]);
+    train_differs |= t1.data()[i] != t2.data()[i];
+  }
+  EXPECT_TRUE(train_differs) << "dropout should draw a new mask on every training forward";
+}
+
+TEST(ModelIo, BatchNormNetworkReloadsWithIdenticalPredictions) {
+  testing::TempDir dir;
+  Architecture a;
+  a.hidden = {24, 12};
+  a.batch_norm = true;
+  a.dropout = 0.25;
+  a.activation = "tanh";
+  Network<float> net = trained_like_network(a);
+  Rng rng(3);
+  net.set_rng(&rng);
+  Matrix x(9, 784);
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  for (int i = 0; i < 3; ++i) net.forward(x, true);  // non-trivial running statistics
+  save_model(dir.file("bn.safetensors"), net);
+  Network<float> loaded = load_model(dir.file("bn.safetensors"));
+  const Matrix z1 = net.forward(x, false);
+  const Matrix z2 = loaded.forward(x, false);
+  for (std::size_t i = 0; i < z1.size(); ++i) EXPECT_EQ(z1.data()[i], z2.data()[i]);
+  auto* bn = dynamic_cast<BatchNorm<float>*>(loaded.layers()[1].get());
+  ASSERT_NE(bn, nullptr);
+  EXPECT_EQ(bn->num_batches_tracked_, 3);
+}
+
 TEST(Network, HeInitHasTheRightScale) {
   Architecture a;
   a.hidden = {256};
@@ -103,16 +190,6 @@ TEST(Network, HeInitHasTheRightScale) {
   const double var = sq / static_cast<double>(W.size());
   EXPECT_NEAR(var, 2.0 / 784.0, 0.05 * 2.0 / 784.0);
   for (float b : *net.params()[1].value) EXPECT_EQ(b, 0.0f);
-}
-
-Network<float> trained_like_network(const Architecture& arch) {
-  Network<float> net(arch);
-  Rng rng(9);
-  net.init(rng);
-  for (auto& p : net.params()) {
-    for (float& v : *p.value) v += static_cast<float>(rng.uniform() - 0.5) * 0.1f;
-  }
-  return net;
 }
 
 TEST(ModelIo, RoundTripGivesIdenticalPredictions) {

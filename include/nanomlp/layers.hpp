@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nanomlp/rng.hpp"
@@ -43,6 +44,10 @@ class Layer {
   virtual void backward(const Mat<T>& dy, Mat<T>* dx) = 0;
   virtual std::vector<Param<T>> params() { return {}; }
   virtual std::vector<Buffer<T>> buffers() { return {}; }
+  // Saved int64 counters (batch norm's num_batches_tracked).
+  virtual std::vector<std::pair<std::string, std::int64_t*>> counters() { return {}; }
+  // The generator for layers that draw random numbers (dropout).
+  virtual void set_rng(Rng* /*rng*/) {}
 };
 
 // y = x W^T + b: PyTorch's nn.Linear, with W stored as [out, in] so the file needs no transpose.
@@ -113,6 +118,56 @@ class GELU final : public Layer<T> {
 
  private:
   const Mat<T>* x_ = nullptr;  // (N, H)
+};
+
+// Batch normalisation over the batch dimension (Ioffe & Szegedy 2015), as PyTorch's
+// nn.BatchNorm1d(H) with momentum 0.1 and eps 1e-5: batch statistics in training (updating the
+// running averages, the variance unbiased), running statistics in evaluation.
+template <typename T>
+class BatchNorm final : public Layer<T> {
+ public:
+  BatchNorm(std::size_t features, std::string prefix);
+  const char* type() const override { return "BatchNorm1d"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+  std::vector<Param<T>> params() override;
+  std::vector<Buffer<T>> buffers() override;
+  std::vector<std::pair<std::string, std::int64_t*>> counters() override;
+
+  static constexpr double kMomentum = 0.1;
+  static constexpr double kEps = 1e-5;
+
+  Mat<T> gamma_;         // (1, H) "weight"
+  Mat<T> beta_;          // (1, H) "bias"
+  Mat<T> dgamma_;        // (1, H)
+  Mat<T> dbeta_;         // (1, H)
+  Mat<T> running_mean_;  // (1, H)
+  Mat<T> running_var_;   // (1, H)
+  std::int64_t num_batches_tracked_ = 0;
+
+ private:
+  std::string prefix_;
+  Mat<T> xhat_;     // (N, H) normalised input of the last training forward
+  Mat<T> inv_std_;  // (1, H) 1 / sqrt(var + eps) of that batch
+};
+
+// Inverted dropout (Srivastava et al. 2014): in training each unit is kept with probability
+// 1 - p and scaled by 1 / (1 - p), so evaluation is the identity and deterministic.
+template <typename T>
+class Dropout final : public Layer<T> {
+ public:
+  explicit Dropout(double p) : p_(p) {}
+  const char* type() const override { return "Dropout"; }
+  void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  void backward(const Mat<T>& dy, Mat<T>* dx) override;
+  void set_rng(Rng* rng) override { rng_ = rng; }
+  double p() const { return p_; }
+
+ private:
+  double p_;
+  Rng* rng_ = nullptr;
+  bool active_ = false;  // whether the last forward dropped anything
+  Mat<T> mask_;          // (N, H) 0 or 1 / (1 - p)
 };
 
 }  // namespace nanomlp

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(name, help);
     runners[sub] = fn(*sub);
   };
+  // Subcommands, one file each (apps/nanomlp/cmd_<name>.cpp):
   add("train", "Train a network and write the model file", cli::add_train);
   add("eval", "Evaluate a model file on the test set", cli::add_eval);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -216,6 +217,47 @@ std::size_t Network<T>::num_params() {
 template <typename T>
 void Network<T>::set_rng(Rng* rng) {
   for (auto& layer : layers_) layer->set_rng(rng);
+}
+
+namespace {
+std::string with_commas(std::size_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+}  // namespace
+
+std::string model_summary(Network<float>& net) {
+  std::ostringstream s;
+  char line[160];
+  std::snprintf(line, sizeof line, "  %-5s %-12s %-14s %12s\n", "index", "module", "output shape",
+                "parameters");
+  s << line;
+  std::size_t width = net.architecture().input_dim, total = 0, bytes = 0;
+  std::snprintf(line, sizeof line, "  %-5s %-12s %-14s %12s\n", "", "input",
+                ("(N, " + std::to_string(width) + ")").c_str(), "");
+  s << line;
+  for (std::size_t i = 0; i < net.layers().size(); ++i) {
+    Layer<float>& layer = *net.layers()[i];
+    width = layer.out_features(width);
+    std::size_t count = 0;
+    for (const auto& p : layer.params()) count += p.value->size();
+    for (const auto& b : layer.buffers()) bytes += b.value->size() * sizeof(float);
+    bytes += layer.counters().size() * sizeof(std::int64_t);
+    total += count;
+    std::snprintf(line, sizeof line, "  %-5zu %-12s %-14s %12s\n", i, layer.type(),
+                  ("(N, " + std::to_string(width) + ")").c_str(), with_commas(count).c_str());
+    s << line;
+  }
+  bytes += total * sizeof(float);
+  std::snprintf(line, sizeof line, "  total: %s parameters, %s bytes of tensors (%.1f KiB)\n",
+                with_commas(total).c_str(), with_commas(bytes).c_str(),
+                static_cast<double>(bytes) / 1024.0);
+  s << line;
+  return s.str();
 }
 
 template class Network<float>;

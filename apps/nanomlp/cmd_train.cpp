@@ -1,4 +1,7 @@
 // nanomlp train: load the data, build the network, train, report, write the model.
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -116,6 +119,13 @@ void apply_preset(const std::string& preset, Architecture& arch, TrainOptions& o
   throw UsageError("--preset: expected one of seed, default, best, got '" + preset + "'");
 }
 
+// Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB).
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
 bool preset_normalizes(const std::string& preset) { return preset != "seed"; }
 
 double default_lr(const std::string& optimizer) {
@@ -206,6 +216,8 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   const DataSplit data = load_dataset(root, f.dataset);
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  // A preset's one-epoch warm-up is at most a tenth of a short run; an explicit flag is exact.
+  warmup_epochs = std::min(warmup_epochs, static_cast<double>(opt.epochs) / 10.0);
   if (given("--warmup-epochs")) warmup_epochs = f.warmup_epochs;
   if (warmup_epochs < 0) throw UsageError("--warmup-epochs: expected >= 0");
   {
@@ -222,19 +234,50 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   }
   Network<float> net(arch);
   if (!f.quiet) {
-    std::printf("nanomlp 0.1.0: %s from %s (%zu train, %zu test images, loaded in %.2f s), %d threads\n",
+    std::printf("nanomlp 0.1.0 | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
+                " | %d threads | BLAS: %s\n",
                 data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count,
-                load_seconds, kernels::num_threads());
-    std::printf("model: %s, %zu parameters; %s lr %g, schedule %s, batch %zu, %zu epochs, seed %llu\n",
-                arch.describe().c_str(), net.num_params(), opt.optimizer.name.c_str(),
-                opt.schedule.base_lr, opt.schedule.name.c_str(), opt.batch_size, opt.epochs,
-                static_cast<unsigned long long>(opt.seed));
+                load_seconds, kernels::num_threads(), kernels::blas_info());
+    std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
+    std::printf("settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
+                "%zu epochs, seed %llu%s\n",
+                f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
+                opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
+                opt.optimizer.momentum > 0
+                    ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
+                       (opt.optimizer.nesterov ? " (Nesterov)" : ""))
+                          .c_str()
+                    : "",
+                opt.schedule.name.c_str(), opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay,
+                opt.batch_size, opt.epochs, static_cast<unsigned long long>(opt.seed),
+                opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str() : "");
     std::fflush(stdout);
   }
   TrainCallbacks callbacks;
+  const bool live = !f.quiet && stdout_is_terminal();
   if (!f.quiet) {
-    callbacks.on_epoch = [&](const EpochRecord& r) { print_epoch(r, opt.epochs); };
-    callbacks.on_message = [](const std::string& m) { std::cout << m << std::endl; };
+    callbacks.on_epoch = [&, live](const EpochRecord& r) {
+      if (live) std::cout << "\r\033[K";  // replace the progress bar by the summary line
+      print_epoch(r, opt.epochs);
+    };
+    callbacks.on_message = [live](const std::string& m) {
+      if (live) std::cout << "\r\033[K";
+      std::cout << m << std::endl;
+    };
+  }
+  if (live) {
+    callbacks.on_progress = [&](std::size_t done, std::size_t total, double loss, double acc,
+                                double seconds) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(kWidth * done / std::max<std::size_t>(1, total));
+      const double rate = static_cast<double>(done * opt.batch_size) / std::max(1e-9, seconds);
+      const double eta = seconds / static_cast<double>(done) * static_cast<double>(total - done);
+      std::printf("\r\033[K[%s%s] %zu/%zu  loss %.4f  acc %.2f%%  %.0f samples/s  %.1f s left",
+                  std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                  std::string(static_cast<std::size_t>(kWidth - filled), '.').c_str(), done, total,
+                  loss, acc * 100.0, rate, eta);
+      std::fflush(stdout);
+    };
   }
   const TrainResult result = train(net, data, opt, callbacks);
 
@@ -260,7 +303,8 @@ int run_train(CLI::App& app, const TrainFlags& f) {
                   {"stopped_early", result.stopped_early},
                   {"train_seconds", result.train_seconds},
                   {"load_seconds", load_seconds},
-                  {"total_seconds", total_seconds}};
+                  {"total_seconds", total_seconds},
+                  {"peak_rss_mb", peak_rss_mb()}};
     j["final"]["confusion"] = result.test.confusion;
     write_file_atomic(f.metrics_json, j.dump(2) + "\n");
   }

@@ -73,4 +73,8 @@ class Network {
   std::vector<Mat<T>> grads_;  // grads_[i]: gradient of the input of layer i, (N, width)
 };
 
+// A table of the layers: index, PyTorch module, output shape, parameter count; then the total
+// parameters and the size of the model's tensors in bytes.
+std::string model_summary(Network<float>& net);
+
 }  // namespace nanomlp

@@ -28,6 +28,8 @@ build: configure
 	cmake --build --preset release -j $(JOBS)
 
 run: build
+	@test -e "$(DATA)/mnist/train-images-idx3-ubyte.gz" || test -e "$(DATA)/mnist/train-images-idx3-ubyte" \
+	  || ./build/nanomlp download mnist --data "$(DATA)"
 	./build/nanomlp train --data "$(DATA)" $(RUN_ARGS)
 
 test: deps-test configure

@@ -5,11 +5,11 @@ set -euo pipefail
 
 level="${1:-build}"
 packages=(g++ make cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          libstb-dev libcurl4-openssl-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+          libstb-dev libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libgtest-dev libgmock-dev
           libbenchmark-dev)
 case "$level" in
   build) ;;
-  test) ;;
+  test) packages+=(chromium) ;;
   bench) packages+=(python3 python3-numpy python3-torch) ;;
   *) echo "setup-deps.sh: unknown level '$level' (expected build, test or bench)" >&2; exit 2 ;;
 esac

@@ -16,6 +16,7 @@
 #include "nanomlp/kernels.hpp"
 #include "nanomlp/metrics.hpp"
 #include "nanomlp/model_io.hpp"
+#include "nanomlp/report.hpp"
 #include "nanomlp/safetensors.hpp"
 #include "nanomlp/thread_pool.hpp"
 #include "nanomlp/trainer.hpp"
@@ -54,6 +55,7 @@ struct TrainFlags {
   int threads = 0;
   std::string out = "model.safetensors";
   std::string metrics_json;
+  std::string report;
   std::string checkpoint_dir;
   bool resume = false;
   bool quiet = false;
@@ -209,6 +211,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.validate(std::numeric_limits<std::size_t>::max());
   check_output_path("--out", f.out);
   if (!f.metrics_json.empty()) check_output_path("--metrics-json", f.metrics_json);
+  if (!f.report.empty()) check_output_path("--report", f.report);
 
   kernels::set_num_threads(f.threads);
   const std::string root = resolve_data_root(f.data);
@@ -216,6 +219,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   const DataSplit data = load_dataset(root, f.dataset);
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  opt.validate(data.train.count);  // checks that need the data (--val-split), before any output
   // A preset's one-epoch warm-up is at most a tenth of a short run; an explicit flag is exact.
   warmup_epochs = std::min(warmup_epochs, static_cast<double>(opt.epochs) / 10.0);
   if (given("--warmup-epochs")) warmup_epochs = f.warmup_epochs;
@@ -287,8 +291,8 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
-  if (!f.metrics_json.empty()) {
-    nlohmann::ordered_json j;
+  nlohmann::ordered_json j;
+  if (!f.metrics_json.empty() || !f.report.empty()) {
     j["settings"] = nlohmann::json::parse(opt.to_json());
     j["settings"]["architecture"] = nlohmann::json::parse(arch.to_json());
     j["settings"]["dataset"] = data.name;
@@ -306,17 +310,32 @@ int run_train(CLI::App& app, const TrainFlags& f) {
                   {"total_seconds", total_seconds},
                   {"peak_rss_mb", peak_rss_mb()}};
     j["final"]["confusion"] = result.test.confusion;
-    write_file_atomic(f.metrics_json, j.dump(2) + "\n");
+  }
+  if (!f.metrics_json.empty()) write_file_atomic(f.metrics_json, j.dump(2) + "\n");
+  if (!f.report.empty()) {
+    write_report(f.report, make_report_input(net, data.test, j, f.out, data.name));
   }
   std::printf("test accuracy %s (loss %.4f, %zu images); trained in %.2f s\n",
               format_accuracy(result.test.accuracy, result.test.standard_error).c_str(),
               result.test.loss, result.test.count, result.train_seconds);
   std::printf("model written to %s\n", f.out.c_str());
   if (!f.metrics_json.empty()) std::printf("metrics written to %s\n", f.metrics_json.c_str());
+  if (!f.report.empty()) std::printf("report written to %s\n", f.report.c_str());
   return 0;
 }
 
 }  // namespace
+
+// CLI11's own range checks print a 300-digit bound; this says what is wrong in words.
+const CLI::Validator kCount(
+    [](std::string& text) -> std::string {
+      if (!text.empty() && text.size() <= 12 &&
+          text.find_first_not_of("0123456789") == std::string::npos) {
+        return {};
+      }
+      return "expected a non-negative integer, got '" + text + "'";
+    },
+    "COUNT");
 
 Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
@@ -334,8 +353,10 @@ Runner add_train(CLI::App& app) {
   app.add_flag("--batch-norm", f->batch_norm, "Batch normalisation after each hidden Linear");
   app.add_flag("--normalize,!--no-normalize", f->normalize,
                "Standardise pixels by the training set's mean and std (else pixel / 255)");
-  app.add_option("--epochs", f->epochs, "Passes over the training set (default 10; best: 30)");
-  app.add_option("--batch-size", f->batch_size, "Mini-batch size (default 64; best: 128)");
+  app.add_option("--epochs", f->epochs, "Passes over the training set (default 10; best: 30)")
+      ->check(kCount);
+  app.add_option("--batch-size", f->batch_size, "Mini-batch size (default 64; best: 128)")
+      ->check(kCount);
   app.add_option("--lr", f->lr, "Learning rate (presets: 0.05 default, 0.1 seed and best; with --optimizer: PyTorch's default for it)");
   app.add_option("--optimizer", f->optimizer, "sgd, adam, adamw or rmsprop (default sgd)");
   app.add_option("--momentum", f->momentum, "Momentum for sgd and rmsprop (presets default and best: 0.9 Nesterov; seed: 0)");
@@ -344,19 +365,23 @@ Runner add_train(CLI::App& app) {
   app.add_option("--clip-grad-norm", f->clip_grad_norm, "Clip the global gradient norm");
   app.add_option("--schedule", f->schedule, "constant, step, cosine or onecycle (presets: cosine; seed: constant)");
   app.add_option("--warmup-epochs", f->warmup_epochs, "Linear warm-up for cosine, in epochs (presets: 1, at most a tenth of the run)");
-  app.add_option("--step-epochs", f->step_epochs, "step schedule: epochs between decays");
+  app.add_option("--step-epochs", f->step_epochs, "step schedule: epochs between decays")
+      ->check(kCount);
   app.add_option("--gamma", f->gamma, "step schedule: decay factor (default 0.1)");
   app.add_option("--min-lr", f->min_lr, "cosine schedule: final learning rate");
   app.add_option("--label-smoothing", f->label_smoothing, "Label smoothing epsilon");
-  app.add_option("--val-split", f->val_split, "Hold out N training images for validation");
+  app.add_option("--val-split", f->val_split, "Hold out N training images for validation")
+      ->check(kCount);
   app.add_option("--early-stop", f->early_stop,
-                 "Stop after N epochs without validation improvement; keep the best weights");
+                 "Stop after N epochs without validation improvement; keep the best weights")
+      ->check(kCount);
   app.add_flag("--eval-test-every-epoch,!--no-eval-test-every-epoch", f->eval_test_every_epoch,
                "Report the test set after every epoch");
   app.add_option("--seed", f->seed, "Random seed (default 0)");
   app.add_option("--threads", f->threads, "Threads (default: all cores)");
   app.add_option("--out", f->out, "Model file to write")->capture_default_str();
   app.add_option("--metrics-json", f->metrics_json, "Write per-epoch metrics as JSON");
+  app.add_option("--report", f->report, "Write a self-contained HTML report (curves, confusion, mistakes)");
   app.add_option("--checkpoint-dir", f->checkpoint_dir, "Write a checkpoint after every epoch");
   app.add_flag("--resume", f->resume, "Continue from the newest checkpoint in --checkpoint-dir");
   app.add_flag("--quiet", f->quiet, "Print only the final result");

@@ -12,6 +12,10 @@ using Runner = std::function<int()>;
 
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_report(CLI::App& app);
+Runner add_info(CLI::App& app);
+Runner add_predict(CLI::App& app);
+Runner add_download(CLI::App& app);
 
 // Shared helpers.
 // Throws UsageError if the folder that would hold `path` does not exist.

@@ -4,7 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <map>
+#include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -38,15 +39,33 @@ int main(int argc, char** argv) {
   CLI::App app{"nanomlp: train, evaluate and use multilayer perceptrons on MNIST-format data"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "nanomlp 0.1.0");
-  std::map<CLI::App*, cli::Runner> runners;
+  std::vector<std::pair<CLI::App*, cli::Runner>> runners;  // in --help order
   auto add = [&](const char* name, const char* help, cli::Runner (*fn)(CLI::App&)) {
     CLI::App* sub = app.add_subcommand(name, help);
-    runners[sub] = fn(*sub);
+    runners.emplace_back(sub, fn(*sub));
   };
   // Subcommands, one file each (apps/nanomlp/cmd_<name>.cpp):
   add("train", "Train a network and write the model file", cli::add_train);
   add("eval", "Evaluate a model file on the test set", cli::add_eval);
+  add("report", "Write a self-contained HTML report of a trained model", cli::add_report);
+  add("info", "Print the summary of a model file", cli::add_info);
+  add("predict", "Classify image files (PNG, JPEG, PGM) with a model file", cli::add_predict);
+  add("download", "Download a dataset into the data folder", cli::add_download);
 
+  // CLI11 would only say "a subcommand is required" for a mistyped one; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto& [sub, run] : runners) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known |= sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::cerr << "nanomlp: error: unknown subcommand '" << argv[1] << "' (expected one of: "
+                << names << ")\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

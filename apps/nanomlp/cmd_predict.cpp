@@ -1,0 +1,174 @@
+// nanomlp predict: classify image files (PNG, JPEG, PGM, ...) with a model file, after MNIST's
+// own preprocessing (see include/nanomlp/image.hpp). A file that cannot be read or holds no
+// digit gets one error line (or a JSON object with "error"); the others are still classified,
+// and the exit code is 1 if any file failed.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "nanomlp/data.hpp"
+#include "nanomlp/errors.hpp"
+#include "nanomlp/image.hpp"
+#include "nanomlp/kernels.hpp"
+#include "nanomlp/model_io.hpp"
+
+namespace nanomlp::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::size_t kTopK = 3;
+
+struct PredictFlags {
+  std::string model;
+  std::vector<std::string> images;
+  bool json = false;
+  std::string save_preprocessed;
+  int threads = 0;
+};
+
+// One input file: its preprocessed image, or why there is none.
+struct Input {
+  std::string file;
+  std::optional<MnistImage> image;
+  std::string error;
+};
+
+// The labels of the model's classes: its dataset's class names, else "0", "1", ...
+std::vector<std::string> labels_for(const Architecture& arch) {
+  try {
+    const auto& names = class_names(arch.dataset);
+    if (names.size() == arch.num_classes) return names;
+  } catch (const UsageError&) {
+    // A dataset this build does not know: fall back to numbers.
+  }
+  std::vector<std::string> labels;
+  for (std::size_t k = 0; k < arch.num_classes; ++k) labels.push_back(std::to_string(k));
+  return labels;
+}
+
+// DIR/STEM-28x28.pgm, with a number added when two inputs share a stem.
+std::string preprocessed_path(const std::string& dir, const std::string& file,
+                              std::set<std::string>& used) {
+  const std::string stem = fs::path(file).stem().string();
+  std::string name = stem + "-28x28.pgm";
+  for (int n = 2; used.count(name) != 0; ++n) name = stem + "-" + std::to_string(n) + "-28x28.pgm";
+  used.insert(name);
+  return (fs::path(dir) / name).string();
+}
+
+double rounded(float p) {
+  return std::round(static_cast<double>(p) * 1e6) / 1e6;
+}
+
+int run_predict(const PredictFlags& f) {
+  kernels::set_num_threads(f.threads);
+  Network<float> net = load_model(f.model);
+  const std::vector<std::string> labels = labels_for(net.architecture());
+  if (!f.save_preprocessed.empty()) {
+    std::error_code ec;
+    if (fs::exists(f.save_preprocessed, ec) && !fs::is_directory(f.save_preprocessed, ec)) {
+      throw UsageError("--save-preprocessed: " + f.save_preprocessed + " is not a folder");
+    }
+    fs::create_directories(f.save_preprocessed, ec);
+    if (ec) {
+      throw UsageError("--save-preprocessed: cannot create folder " + f.save_preprocessed + ": " +
+                       ec.message());
+    }
+  }
+
+  std::vector<Input> inputs;
+  std::vector<MnistImage> batch;
+  std::set<std::string> used_names;
+  for (const std::string& file : f.images) {
+    Input in{file, std::nullopt, {}};
+    std::optional<GreyImage> grey;
+    try {
+      grey = load_grey_image(file);  // messages name the file
+    } catch (const DataError& e) {
+      in.error = e.what();
+    }
+    if (grey) {
+      try {
+        in.image = preprocess_mnist(*grey);
+      } catch (const DataError& e) {
+        in.error = file + ": " + e.what();
+      }
+    }
+    if (in.image) {
+      batch.push_back(*in.image);
+      if (!f.save_preprocessed.empty()) {
+        write_pgm(preprocessed_path(f.save_preprocessed, file, used_names),
+                  to_grey_image(*in.image));
+      }
+    }
+    inputs.push_back(std::move(in));
+  }
+
+  const std::vector<Prediction> predictions = predict(net, batch);
+  bool any_failed = false;
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  std::size_t next = 0;
+  for (const Input& in : inputs) {
+    if (!in.image) {
+      any_failed = true;
+      if (f.json) {
+        list.push_back({{"file", in.file}, {"error", in.error}});
+      } else {
+        std::cerr << "nanomlp: error: " << in.error << "\n";
+      }
+      continue;
+    }
+    const Prediction& pred = predictions[next++];
+    const std::vector<int> top = top_classes(pred, kTopK);
+    if (f.json) {
+      nlohmann::ordered_json j;
+      j["file"] = in.file;
+      j["class"] = pred.cls;
+      j["top"] = nlohmann::ordered_json::array();
+      for (int k : top) {
+        const auto ks = static_cast<std::size_t>(k);
+        j["top"].push_back({{"class", k},
+                            {"label", labels[ks]},
+                            {"probability", rounded(pred.probabilities[ks])}});
+      }
+      list.push_back(std::move(j));
+    } else {
+      std::cout << in.file << ":";
+      for (std::size_t i = 0; i < top.size(); ++i) {
+        const auto ks = static_cast<std::size_t>(top[i]);
+        char pct[32];
+        std::snprintf(pct, sizeof pct, "%.2f%%", 100.0 * pred.probabilities[ks]);
+        std::cout << (i ? ", " : " ") << labels[ks] << " (" << pct << ")";
+      }
+      std::cout << std::endl;
+    }
+  }
+  if (f.json) std::cout << list.dump(2) << std::endl;
+  return any_failed ? 1 : 0;
+}
+
+}  // namespace
+
+Runner add_predict(CLI::App& app) {
+  auto f = std::make_shared<PredictFlags>();
+  app.add_option("--model", f->model, "Model file (.safetensors)")->required();
+  app.add_option("images", f->images, "Image files: PNG, JPEG, PGM (P2/P5), PPM, BMP or GIF")
+      ->required();
+  app.add_flag("--json", f->json, "Print a JSON list, one object per file");
+  app.add_option("--save-preprocessed", f->save_preprocessed,
+                 "Write each 28x28 image the network sees to this folder as a PGM")
+      ->type_name("DIR");
+  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  return [f] { return run_predict(*f); };
+}
+
+}  // namespace nanomlp::cli

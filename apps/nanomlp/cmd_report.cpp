@@ -1,0 +1,60 @@
+// nanomlp report: write a self-contained HTML report of a trained model from its model file,
+// the --metrics-json document of its training run and the test set.
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "commands.hpp"
+#include "nanomlp/data.hpp"
+#include "nanomlp/kernels.hpp"
+#include "nanomlp/model_io.hpp"
+#include "nanomlp/report.hpp"
+
+namespace nanomlp::cli {
+namespace {
+
+struct ReportFlags {
+  std::string model;
+  std::string metrics_json;
+  std::optional<std::string> data;
+  std::string dataset;
+  std::string out = "report.html";
+  std::string title;
+  int threads = 0;
+};
+
+int run_report(const ReportFlags& f) {
+  // Cheap checks first: the output folder (exit 2), then the inputs (exit 1).
+  check_output_path("--out", f.out);
+  kernels::set_num_threads(f.threads);
+  nlohmann::ordered_json metrics = read_metrics_json(f.metrics_json);
+  Network<float> net = load_model(f.model);
+  const std::string dataset = f.dataset.empty() ? net.architecture().dataset : f.dataset;
+  const DataSplit data = load_dataset(resolve_data_root(f.data), dataset);
+  ReportInput input = make_report_input(net, data.test, std::move(metrics), f.model, dataset);
+  if (!f.title.empty()) input.title = f.title;
+  write_report(f.out, input);
+  std::printf("report written to %s (%s test accuracy %.2f%%, %zu images)\n", f.out.c_str(),
+              dataset.c_str(), input.test.accuracy * 100.0, input.test.count);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_report(CLI::App& app) {
+  auto f = std::make_shared<ReportFlags>();
+  app.add_option("--model", f->model, "Model file (.safetensors)")->required();
+  app.add_option("--metrics-json", f->metrics_json,
+                 "The --metrics-json file written by nanomlp train for this model")
+      ->required();
+  app.add_option("--data", f->data, "Data folder (default: $NANOMLP_DATA, else ./data)");
+  app.add_option("--dataset", f->dataset, "Dataset (default: the one the model was trained on)")
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  app.add_option("--out", f->out, "HTML file to write")->capture_default_str();
+  app.add_option("--title", f->title, "Title of the report");
+  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  return [f] { return run_report(*f); };
+}
+
+}  // namespace nanomlp::cli

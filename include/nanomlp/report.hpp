@@ -1,0 +1,55 @@
+// The HTML training report: one self-contained file (inline CSS, SVG charts, base64 PNG images,
+// no external resources) with the loss and accuracy curves per epoch, the confusion matrix as a
+// heat map, per-class precision / recall / F1, the most confidently misclassified test images,
+// and the settings and timings of the run. Written by `nanomlp train --report FILE` and
+// `nanomlp report`.
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nanomlp/data.hpp"
+#include "nanomlp/network.hpp"
+#include "nanomlp/trainer.hpp"
+
+namespace nanomlp {
+
+inline constexpr const char* kReportVersion = "0.1.0";  // the nanomlp version shown in reports
+
+struct ReportInput {
+  // The --metrics-json document of `nanomlp train`: {settings, epochs, final}. Any part may be
+  // missing (null: no curves, no settings table); the report says what is not available.
+  nlohmann::ordered_json metrics;
+  std::string model_path;  // shown in the header; may be empty
+  Architecture arch;       // shown in the header (describe(), parameter count)
+  // The test-set evaluation: confusion, predictions and, for the misclassified grid,
+  // probabilities (evaluate(..., keep_probabilities = true)). An empty confusion falls back to
+  // metrics["final"]["confusion"].
+  EvalResult test;
+  // The images `test` was computed on, row i <-> prediction i (null: no image grid).
+  const Dataset* test_images = nullptr;
+  std::string dataset;  // "mnist" or "fashion-mnist": class names and the header
+  std::string title = "nanomlp training report";
+  std::string generated_at;  // shown as the date; empty: the current local time
+  std::size_t max_misclassified = 24;
+};
+
+// The whole HTML document. Every piece of text from the inputs is HTML-escaped.
+std::string render_report_html(const ReportInput& input);
+
+// Renders and writes atomically (temp file + rename); IoError for an unwritable path.
+void write_report(const std::string& path, const ReportInput& input);
+
+// Evaluates `net` on `test` with probabilities and fills a ReportInput (arch and dataset taken
+// from the network's architecture unless `dataset` is given).
+ReportInput make_report_input(Network<float>& net, const Dataset& test,
+                              nlohmann::ordered_json metrics, const std::string& model_path,
+                              const std::string& dataset = "");
+
+// Reads a --metrics-json document. IoError naming the file when it cannot be read, DataError
+// naming it when it is not valid JSON or not an object with an "epochs" array of epoch records.
+// Messages are one line.
+nlohmann::ordered_json read_metrics_json(const std::string& path);
+
+}  // namespace nanomlp

@@ -146,6 +146,11 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
   if (meta("format") != kCheckpointFormat) {
     throw ModelFormatError(path + ": not a nanomlp checkpoint (format '" + meta("format") + "')");
   }
+  if (meta("checkpoint_version") != std::to_string(kCheckpointVersion)) {
+    throw ModelFormatError(path + ": checkpoint version '" + meta("checkpoint_version") +
+                           "' is not supported by this nanomlp (reads " +
+                           std::to_string(kCheckpointVersion) + ")");
+  }
   const Architecture arch = Architecture::from_json(meta("architecture"), path);
   if (arch.to_json() != net.architecture().to_json()) {
     throw UsageError("--resume: checkpoint " + path + " is for a different architecture (" +
@@ -197,9 +202,10 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
         copy_into(st.find("best." + std::to_string(i)), state.best[i],
                   "best." + std::to_string(i), path);
       }
+      const std::size_t counters = state.best_counters.size();  // the network's, from above
       state.best_counters =
           nlohmann::json::parse(meta("best_counters")).get<std::vector<std::int64_t>>();
-      if (state.best_counters.size() != state.best_counters.size()) {
+      if (state.best_counters.size() != counters) {
         throw ModelFormatError(path + ": corrupt best_counters in checkpoint");
       }
     }

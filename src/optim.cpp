@@ -64,7 +64,10 @@ class Adam final : public Optimizer {
     const float sqrt_bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(b2, t)));
     const float wd = static_cast<float>(weight_decay());
     const float rate = static_cast<float>(lr), eps = static_cast<float>(config_.eps);
+    // 1 - beta is formed in double, as PyTorch does: 1.0f - 0.999f would cancel to
+    // 0.00099998713 (1.3e-5 relative error in every second-moment update).
     const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
+    const float c1 = static_cast<float>(1.0 - b1), c2 = static_cast<float>(1.0 - b2);
     float* p = w.data();
     float* m = state_[0][i].data();
     float* v = state_[1][i].data();
@@ -76,8 +79,8 @@ class Adam final : public Optimizer {
       } else {
         g += wd * p[k];
       }
-      m[k] = fb1 * m[k] + (1.0f - fb1) * g;
-      v[k] = fb2 * v[k] + (1.0f - fb2) * g * g;
+      m[k] = fb1 * m[k] + c1 * g;
+      v[k] = fb2 * v[k] + c2 * g * g;
       p[k] -= (rate / bc1) * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
     }
   }
@@ -99,6 +102,7 @@ class RmsProp final : public Optimizer {
   }
   void update(std::size_t i, Matrix& w, const Matrix& grad, double lr) override {
     const float a = static_cast<float>(config_.alpha), eps = static_cast<float>(config_.eps);
+    const float one_minus_a = static_cast<float>(1.0 - config_.alpha);  // in double, as Adam's
     const float mu = static_cast<float>(config_.momentum);
     const float wd = static_cast<float>(weight_decay()), rate = static_cast<float>(lr);
     float* p = w.data();
@@ -107,7 +111,7 @@ class RmsProp final : public Optimizer {
     const float* g0 = grad.data();
     for (std::size_t k = 0; k < w.size(); ++k) {
       const float g = g0[k] + wd * p[k];
-      v[k] = a * v[k] + (1.0f - a) * g * g;
+      v[k] = a * v[k] + one_minus_a * g * g;
       const float step = g / (std::sqrt(v[k]) + eps);
       if (b != nullptr) {
         b[k] = mu * b[k] + step;

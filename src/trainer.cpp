@@ -80,8 +80,18 @@ std::string TrainOptions::to_json() const {
   j["nesterov"] = optimizer.nesterov;
   j["weight_decay"] = optimizer.weight_decay;
   j["clip_grad_norm"] = optimizer.clip_grad_norm;
+  j["beta1"] = optimizer.beta1;
+  j["beta2"] = optimizer.beta2;
+  j["alpha"] = optimizer.alpha;
+  j["eps"] = optimizer.eps;
   j["schedule"] = schedule.name;
   j["warmup_steps"] = schedule.warmup_steps;
+  j["min_lr"] = schedule.min_lr;
+  j["gamma"] = schedule.gamma;
+  j["step_epochs"] = schedule.step_epochs;
+  j["pct_start"] = schedule.pct_start;
+  j["div_factor"] = schedule.div_factor;
+  j["final_div_factor"] = schedule.final_div_factor;
   j["label_smoothing"] = label_smoothing;
   j["val_split"] = val_split;
   j["early_stop"] = early_stop;
@@ -156,6 +166,9 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     std::sort(train_idx.begin(), train_idx.end());
   }
   const std::size_t n_train = train_idx.size();
+  // Every epoch shuffles this same base order, so an epoch's batches depend only on the
+  // generator state, which a checkpoint restores: a resumed run sees the same batches.
+  const std::vector<std::uint32_t> base_idx = train_idx;
   const std::size_t steps_per_epoch = (n_train + B - 1) / B;
 
   ScheduleConfig schedule = options.schedule;
@@ -181,7 +194,14 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   std::vector<std::uint8_t> labels(B);
 
   const auto loop_start = Clock::now();
-  for (std::size_t epoch = state.epoch + 1; epoch <= options.epochs; ++epoch) {
+  // A run that early stopping ended before the checkpoint was written stays ended on resume.
+  if (options.early_stop > 0 && state.best_epoch > 0 &&
+      state.epoch - state.best_epoch >= options.early_stop) {
+    result.stopped_early = true;
+  }
+  for (std::size_t epoch = state.epoch + 1; !result.stopped_early && epoch <= options.epochs;
+       ++epoch) {
+    std::copy(base_idx.begin(), base_idx.end(), train_idx.begin());
     state.shuffle_rng.shuffle(train_idx);
     const auto t0 = Clock::now();
     double loss_sum = 0.0;

@@ -818,7 +818,8 @@ TEST(CliRealData, DefaultTrainingReachesAccuracyAndEvalAgrees) {
   std::printf("[   INFO   ] final test accuracy %.4f, train %.2f s, total %.2f s\n", accuracy,
               metrics["final"]["train_seconds"].get<double>(),
               metrics["final"]["total_seconds"].get<double>());
-  EXPECT_GE(accuracy, 0.975);
+  // The default recipe (issue: at least 98.0% for seeds 0, 1 and 2; seed 0 here).
+  EXPECT_GE(accuracy, 0.980);
   EXPECT_EQ(metrics["final"]["test_loss"].is_number(), true);
 
   const CommandResult ev = run_cli("eval --model " + quote(model) + " --data " + quote(root) + " " +
@@ -827,6 +828,31 @@ TEST(CliRealData, DefaultTrainingReachesAccuracyAndEvalAgrees) {
   const Json result = Json::parse(ev.output);
   EXPECT_EQ(result["accuracy"].get<double>(), accuracy);
   EXPECT_EQ(result["count"], 10000);
+}
+
+// The original program's settings (784-128-10, plain SGD lr 0.1, batch 64, 10 epochs,
+// pixels / 255) train as the original did: about 97.5% (97.47% for seed 0). The 97.5% and 98.0%
+// targets belong to the default recipe, checked above.
+TEST(CliRealData, SeedPresetReachesTheOriginalsAccuracy) {
+  const std::string root = require_real_data();
+  ASSERT_FALSE(root.empty());
+  TempDir dir;
+  const std::string metrics_path = dir.file("metrics.json");
+  const CommandResult r =
+      run_cli("train --preset seed --quiet --data " + quote(root) + " --out " +
+                  quote(dir.file("seed.safetensors")) + " --metrics-json " + quote(metrics_path) +
+                  " " + kTwoThreads,
+              600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json metrics = read_json_file(metrics_path);
+  EXPECT_EQ(metrics["settings"]["optimizer"], "sgd");
+  EXPECT_EQ(metrics["settings"]["lr"], 0.1);
+  EXPECT_EQ(metrics["settings"]["momentum"], 0.0);
+  EXPECT_EQ(metrics["settings"]["batch_size"], 64);
+  EXPECT_EQ(metrics["settings"]["epochs"], 10);
+  EXPECT_EQ(metrics["settings"]["architecture"]["hidden"], Json::array({128}));
+  EXPECT_EQ(metrics["settings"]["architecture"]["normalisation"]["mean"], 0.0);
+  EXPECT_GE(metrics["final"]["test_accuracy"].get<double>(), 0.970);
 }
 
 }  // namespace

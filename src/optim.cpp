@@ -4,9 +4,13 @@
 #include <cmath>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/thread_pool.hpp"
 
 namespace nanomlp {
 namespace {
+
+// Below this many parameters the update is cheaper than waking a second thread.
+constexpr std::size_t kParallelMinElements = 32768;
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -26,20 +30,20 @@ class Sgd final : public Optimizer {
     if (config_.momentum == 0.0) return {};
     return {"momentum_buffer"};
   }
-  void update(std::size_t i, Matrix& w, const Matrix& grad, double lr) override {
+  void update(std::size_t i, std::size_t begin, std::size_t end, Matrix& w, const Matrix& grad,
+              double lr) override {
     const float wd = static_cast<float>(weight_decay());
     const float mu = static_cast<float>(config_.momentum);
     const float rate = static_cast<float>(lr);
     float* p = w.data();
     const float* g0 = grad.data();
-    const std::size_t n = w.size();
     if (mu == 0.0f) {
-      for (std::size_t k = 0; k < n; ++k) p[k] -= rate * (g0[k] + wd * p[k]);
+      for (std::size_t k = begin; k < end; ++k) p[k] -= rate * (g0[k] + wd * p[k]);
       return;
     }
     float* b = state_[0][i].data();
     const bool first = steps_ == 0;
-    for (std::size_t k = 0; k < n; ++k) {
+    for (std::size_t k = begin; k < end; ++k) {
       const float g = g0[k] + wd * p[k];
       b[k] = first ? g : mu * b[k] + g;
       p[k] -= rate * (config_.nesterov ? g + mu * b[k] : b[k]);
@@ -57,7 +61,8 @@ class Adam final : public Optimizer {
 
  protected:
   std::vector<std::string> slot_names() const override { return {"exp_avg", "exp_avg_sq"}; }
-  void update(std::size_t i, Matrix& w, const Matrix& grad, double lr) override {
+  void update(std::size_t i, std::size_t begin, std::size_t end, Matrix& w, const Matrix& grad,
+              double lr) override {
     const double t = static_cast<double>(steps_ + 1);
     const double b1 = config_.beta1, b2 = config_.beta2;
     const float bc1 = static_cast<float>(1.0 - std::pow(b1, t));
@@ -72,7 +77,7 @@ class Adam final : public Optimizer {
     float* m = state_[0][i].data();
     float* v = state_[1][i].data();
     const float* g0 = grad.data();
-    for (std::size_t k = 0; k < w.size(); ++k) {
+    for (std::size_t k = begin; k < end; ++k) {
       float g = g0[k];
       if (decoupled_) {
         p[k] *= 1.0f - rate * wd;
@@ -100,7 +105,8 @@ class RmsProp final : public Optimizer {
     if (config_.momentum == 0.0) return {"square_avg"};
     return {"square_avg", "momentum_buffer"};
   }
-  void update(std::size_t i, Matrix& w, const Matrix& grad, double lr) override {
+  void update(std::size_t i, std::size_t begin, std::size_t end, Matrix& w, const Matrix& grad,
+              double lr) override {
     const float a = static_cast<float>(config_.alpha), eps = static_cast<float>(config_.eps);
     const float one_minus_a = static_cast<float>(1.0 - config_.alpha);  // in double, as Adam's
     const float mu = static_cast<float>(config_.momentum);
@@ -109,7 +115,7 @@ class RmsProp final : public Optimizer {
     float* v = state_[0][i].data();
     float* b = mu != 0.0f ? state_[1][i].data() : nullptr;
     const float* g0 = grad.data();
-    for (std::size_t k = 0; k < w.size(); ++k) {
+    for (std::size_t k = begin; k < end; ++k) {
       const float g = g0[k] + wd * p[k];
       v[k] = a * v[k] + one_minus_a * g * g;
       const float step = g / (std::sqrt(v[k]) + eps);
@@ -175,7 +181,21 @@ double Optimizer::step(const std::vector<Param<float>>& params, double lr) {
       }
     }
   }
-  for (std::size_t i = 0; i < params.size(); ++i) update(i, *params[i].value, *params[i].grad, lr);
+  // Every update is element-wise, so splitting each tensor into contiguous slices, one per
+  // thread, gives the same result as one thread. Small networks stay on the calling thread.
+  std::size_t total = 0;
+  for (const auto& p : params) total += p.value->size();
+  ThreadPool& pool = ThreadPool::global();
+  const int parts = total >= kParallelMinElements ? pool.num_threads() : 1;
+  pool.run(parts, [&](int part) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const std::size_t n = params[i].value->size();
+      const std::size_t begin = n * static_cast<std::size_t>(part) / static_cast<std::size_t>(parts);
+      const std::size_t end =
+          n * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
+      if (begin < end) update(i, begin, end, *params[i].value, *params[i].grad, lr);
+    }
+  });
   ++steps_;
   return norm;
 }

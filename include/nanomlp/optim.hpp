@@ -54,7 +54,9 @@ class Optimizer {
   void prepare(const std::vector<Param<float>>& params);
 
  protected:
-  virtual void update(std::size_t index, Matrix& w, const Matrix& g, double lr) = 0;
+  // Updates elements [begin, end) of parameter `index` (w and g have the parameter's shape).
+  virtual void update(std::size_t index, std::size_t begin, std::size_t end, Matrix& w,
+                      const Matrix& g, double lr) = 0;
   virtual std::vector<std::string> slot_names() const = 0;
 
   // state_[s][i]: slot s of parameter i, same shape as the parameter.

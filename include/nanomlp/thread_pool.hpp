@@ -1,6 +1,7 @@
-// One persistent pool of worker threads for every parallel loop in nanomlp. A call to run()
-// hands part i of a job to thread i (the caller does part 0), so the split, and with it the
-// floating-point result, depends only on the number of threads, never on timing.
+// One persistent pool of worker threads for every parallel loop in nanomlp. A job is cut into
+// `parts` fixed slices (the cut depends only on the thread count, so results are the same on
+// every run); whichever thread is free claims the next slice, the caller included. So a worker
+// that the OS has descheduled never stalls the step: the caller simply does its slice.
 #pragma once
 
 #include <atomic>
@@ -27,7 +28,8 @@ class ThreadPool {
   void set_num_threads(int n);
   int num_threads() const { return num_threads_; }
 
-  // Calls fn(part) for part in [0, parts), part p on thread p; parts <= num_threads().
+  // Calls fn(part) once for each part in [0, parts) and returns when all are done.
+  // Not reentrant: fn must not call run() itself.
   template <typename Fn>
   void run(int parts, Fn&& fn) {
     run_impl(parts, &fn, [](void* ctx, int part) { (*static_cast<Fn*>(ctx))(part); });
@@ -36,18 +38,25 @@ class ThreadPool {
  private:
   using TaskFn = void (*)(void*, int);
   void run_impl(int parts, void* ctx, TaskFn fn);
-  void worker_loop(int index, std::uint64_t seen);
+  void worker_loop(std::uint32_t seen_generation);
+  // Claims and runs slices of the job whose generation is `generation` until none is left.
+  void work_on(std::uint32_t generation);
   void stop_workers();
+
+  // The job word: generation (32 bits) | parts (16) | next unclaimed part (16). One atomic
+  // word, so a claim succeeds only while its job is current and has slices left.
+  static std::uint32_t generation_of(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
+  static int parts_of(std::uint64_t w) { return static_cast<int>((w >> 16) & 0xffff); }
+  static int next_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
 
   int num_threads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::atomic<std::uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
-  bool stop_ = false;
-  int parts_ = 0;
-  void* ctx_ = nullptr;
+  std::atomic<std::uint64_t> job_{0};
+  std::atomic<int> done_{0};  // slices finished of the current job
+  bool stop_ = false;         // guarded by mutex_
+  void* ctx_ = nullptr;       // valid while the current job has unclaimed or running slices
   TaskFn fn_ = nullptr;
 };
 

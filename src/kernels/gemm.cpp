@@ -30,8 +30,10 @@ void blas(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, double 
               static_cast<blasint>(ldc));
 }
 
-// Below this many multiply-adds a product is not worth waking a second thread for.
-constexpr std::size_t kParallelMinWork = std::size_t{1} << 17;
+// Each slice of a split product gets at least this many multiply-adds (about 10 microseconds
+// at BLAS speed); smaller products, such as every one with the 10-wide output layer, stay on
+// one thread, where waking another would cost more than it saves.
+constexpr std::size_t kMinWorkPerPart = std::size_t{1} << 20;
 // Split boundaries are multiples of this so that every part keeps whole SIMD panels.
 constexpr std::size_t kSplitAlign = 16;
 
@@ -86,7 +88,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   if (M == 0 || N == 0) return;
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
-  if (threads == 1 || M * N * K < kParallelMinWork) {
+  const std::size_t max_parts = std::min<std::size_t>(
+      static_cast<std::size_t>(threads), M * N * K / kMinWorkPerPart);
+  if (max_parts < 2 || std::max(M, N) < 2 * kSplitAlign) {
     blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
@@ -94,11 +98,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   // product, so no reduction is needed and the result is the same on every run.
   const bool split_rows = M >= N;
   const std::size_t extent = split_rows ? M : N;
-  const std::size_t per_thread = (extent + static_cast<std::size_t>(threads) - 1) /
-                                 static_cast<std::size_t>(threads);
+  const std::size_t per_thread = (extent + max_parts - 1) / max_parts;
   const std::size_t slab = (per_thread + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
-  const int parts = static_cast<int>(std::min<std::size_t>(
-      static_cast<std::size_t>(threads), (extent + slab - 1) / slab));
+  const int parts = static_cast<int>(std::min(max_parts, (extent + slab - 1) / slab));
   pool.run(parts, [&](int part) {
     const std::size_t begin = static_cast<std::size_t>(part) * slab;
     if (begin >= extent) return;

@@ -2,13 +2,14 @@
 #   make run    install missing Debian packages, build, train the default network on MNIST
 #   make test   install missing Debian packages, build, run the whole test suite (CTest)
 #   make build  build only        make bench  run the benchmarks      make debug  ASan+UBSan build
+#   make bench-best  train the `best` recipe on MNIST and Fashion-MNIST and check its figures
 # Data: DATA=DIR (or $NANOMLP_DATA); default ../shared/data when it exists, else ./data.
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= $(or $(NANOMLP_DATA),$(if $(wildcard ../shared/data/mnist),../shared/data,data))
 RUN_ARGS ?=
 
-.PHONY: all deps deps-test deps-bench configure build run test bench debug format clean
+.PHONY: all deps deps-test deps-bench configure build run test bench bench-best debug format clean
 
 all: build
 
@@ -38,6 +39,9 @@ test: deps-test configure
 
 bench: deps-bench build
 	NANOMLP_DATA="$(abspath $(DATA))" bash bench/run.sh
+
+bench-best: build
+	NANOMLP_DATA="$(abspath $(DATA))" bash bench/best_preset.sh
 
 debug: deps
 	cmake --preset debug >/dev/null

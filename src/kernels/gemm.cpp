@@ -70,8 +70,7 @@ int num_threads() { return ThreadPool::global().num_threads(); }
 
 const char* blas_info() {
   static const std::string info = [] {
-    std::string s = "OpenBLAS ";
-    s += openblas_get_config();
+    std::string s = openblas_get_config();  // "OpenBLAS 0.3.21 ... SkylakeX MAX_THREADS=64"
     s += " (core ";
     s += openblas_get_corename();
     s += ")";

@@ -199,8 +199,8 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
         throw ModelFormatError(path + ": best-weights snapshot does not match the network");
       }
       for (std::size_t i = 0; i < best_count; ++i) {
-        copy_into(st.find("best." + std::to_string(i)), state.best[i],
-                  "best." + std::to_string(i), path);
+        copy_into(st.find("best." + std::to_string(i)), state.best[i], "best." + std::to_string(i),
+                  path);
       }
       const std::size_t counters = state.best_counters.size();  // the network's, from above
       state.best_counters =

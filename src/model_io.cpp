@@ -82,10 +82,9 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
     }
     const auto want = torch_shape(name, dst);
     if (t->shape != want || t->dtype != "F32") {
-      throw ModelFormatError(source + ": tensor '" + name + "' should be F32 " +
-                             shape_str(want) + " for architecture " +
-                             net.architecture().describe() + ", found " + t->dtype + " " +
-                             shape_str(t->shape));
+      throw ModelFormatError(source + ": tensor '" + name + "' should be F32 " + shape_str(want) +
+                             " for architecture " + net.architecture().describe() + ", found " +
+                             t->dtype + " " + shape_str(t->shape));
     }
     const std::vector<float> values = t->to_f32();
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
@@ -110,8 +109,8 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
   }
   for (const auto& t : st.tensors) {
     if (expected.count(t.name) == 0) {
-      throw ModelFormatError(source + ": unexpected tensor '" + t.name +
-                             "' for architecture " + net.architecture().describe());
+      throw ModelFormatError(source + ": unexpected tensor '" + t.name + "' for architecture " +
+                             net.architecture().describe());
     }
   }
   return net;

@@ -22,19 +22,13 @@ const std::vector<std::string>& init_names() {
 
 namespace {
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
 template <typename T>
 std::unique_ptr<Layer<T>> make_activation(const std::string& name) {
   if (name == "relu") return std::make_unique<ReLU<T>>();
   if (name == "leaky_relu") return std::make_unique<LeakyReLU<T>>();
   if (name == "tanh") return std::make_unique<Tanh<T>>();
   if (name == "gelu") return std::make_unique<GELU<T>>();
-  throw UsageError("--activation: expected one of " + join(activation_names()) + ", got '" +
+  throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
                    name + "'");
 }
 
@@ -51,12 +45,11 @@ void Architecture::validate() const {
   }
   if (std::find(activation_names().begin(), activation_names().end(), activation) ==
       activation_names().end()) {
-    throw UsageError("--activation: expected one of " + join(activation_names()) + ", got '" +
+    throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
                      activation + "'");
   }
   if (!(dropout >= 0.0 && dropout < 1.0)) {
-    throw UsageError("--dropout: expected a probability in [0, 1), got " +
-                     std::to_string(dropout));
+    throw UsageError("--dropout: expected a probability in [0, 1), got " + std::to_string(dropout));
   }
   if (!(norm_std > 0.0) || !std::isfinite(norm_mean)) {
     throw UsageError("architecture: normalisation std must be positive");
@@ -149,7 +142,8 @@ Network<T>::Network(Architecture arch) : arch_(std::move(arch)) {
 template <typename T>
 void Network<T>::init(Rng& rng, const std::string& scheme) {
   if (std::find(init_names().begin(), init_names().end(), scheme) == init_names().end()) {
-    throw UsageError("--init: expected one of " + join(init_names()) + ", got '" + scheme + "'");
+    throw UsageError("--init: expected one of " + join_names(init_names()) + ", got '" + scheme +
+                     "'");
   }
   const bool xavier = scheme == "xavier" || (scheme == "auto" && arch_.activation == "tanh");
   for (auto& layer : layers_) {

@@ -12,12 +12,6 @@ namespace {
 // Below this many parameters the update is cheaper than waking a second thread.
 constexpr std::size_t kParallelMinElements = 32768;
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
 // SGD with momentum and Nesterov (Sutskever et al. 2013, in PyTorch's form):
 //   g = grad + wd w;  b = mu b + g (b = g on the first step);
 //   g = g + mu b (Nesterov) or g = b;  w -= lr g
@@ -57,7 +51,8 @@ class Sgd final : public Optimizer {
 // Adam adds wd w to g (L2); AdamW first shrinks w by (1 - lr wd) (decoupled decay).
 class Adam final : public Optimizer {
  public:
-  Adam(OptimizerConfig config, bool decoupled) : Optimizer(std::move(config)), decoupled_(decoupled) {}
+  Adam(OptimizerConfig config, bool decoupled)
+      : Optimizer(std::move(config)), decoupled_(decoupled) {}
 
  protected:
   std::vector<std::string> slot_names() const override { return {"exp_avg", "exp_avg_sq"}; }
@@ -190,7 +185,8 @@ double Optimizer::step(const std::vector<Param<float>>& params, double lr) {
   pool.run(parts, [&](int part) {
     for (std::size_t i = 0; i < params.size(); ++i) {
       const std::size_t n = params[i].value->size();
-      const std::size_t begin = n * static_cast<std::size_t>(part) / static_cast<std::size_t>(parts);
+      const std::size_t begin =
+          n * static_cast<std::size_t>(part) / static_cast<std::size_t>(parts);
       const std::size_t end =
           n * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
       if (begin < end) update(i, begin, end, *params[i].value, *params[i].grad, lr);
@@ -205,7 +201,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config) {
   if (config.name == "adam") return std::make_unique<Adam>(config, false);
   if (config.name == "adamw") return std::make_unique<Adam>(config, true);
   if (config.name == "rmsprop") return std::make_unique<RmsProp>(config);
-  throw UsageError("--optimizer: expected one of " + join(optimizer_names()) + ", got '" +
+  throw UsageError("--optimizer: expected one of " + join_names(optimizer_names()) + ", got '" +
                    config.name + "'");
 }
 
@@ -217,7 +213,7 @@ const std::vector<std::string>& schedule_names() {
 void validate_schedule(const ScheduleConfig& s) {
   if (std::find(schedule_names().begin(), schedule_names().end(), s.name) ==
       schedule_names().end()) {
-    throw UsageError("--schedule: expected one of " + join(schedule_names()) + ", got '" +
+    throw UsageError("--schedule: expected one of " + join_names(schedule_names()) + ", got '" +
                      s.name + "'");
   }
 }
@@ -226,13 +222,15 @@ double learning_rate(const ScheduleConfig& s, std::int64_t step) {
   const double lr = s.base_lr;
   if (s.name == "step") {
     const std::int64_t epoch = step / std::max<std::int64_t>(1, s.steps_per_epoch);
-    return lr * std::pow(s.gamma, static_cast<double>(epoch / std::max<std::int64_t>(1, s.step_epochs)));
+    return lr *
+           std::pow(s.gamma, static_cast<double>(epoch / std::max<std::int64_t>(1, s.step_epochs)));
   }
   if (s.name == "cosine") {
     if (step < s.warmup_steps) {
       return lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup_steps);
     }
-    const double span = static_cast<double>(std::max<std::int64_t>(1, s.total_steps - s.warmup_steps));
+    const double span =
+        static_cast<double>(std::max<std::int64_t>(1, s.total_steps - s.warmup_steps));
     const double progress = std::min(1.0, static_cast<double>(step - s.warmup_steps) / span);
     return s.min_lr + 0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * progress));
   }

@@ -27,9 +27,13 @@ ThreadPool& ThreadPool::global() {
   return pool;
 }
 
-ThreadPool::ThreadPool(int num_threads) { set_num_threads(num_threads); }
+ThreadPool::ThreadPool(int num_threads) {
+  set_num_threads(num_threads);
+}
 
-ThreadPool::~ThreadPool() { stop_workers(); }
+ThreadPool::~ThreadPool() {
+  stop_workers();
+}
 
 void ThreadPool::stop_workers() {
   {
@@ -82,9 +86,9 @@ void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
     fn_ = fn;
     done_.store(0, std::memory_order_relaxed);
     generation = generation_of(job_.load(std::memory_order_relaxed)) + 1;
-    job_.store((static_cast<std::uint64_t>(generation) << 32) |
-                   (static_cast<std::uint64_t>(parts) << 16),
-               std::memory_order_release);
+    job_.store(
+        (static_cast<std::uint64_t>(generation) << 32) | (static_cast<std::uint64_t>(parts) << 16),
+        std::memory_order_release);
   }
   wake_.notify_all();
   work_on(generation);

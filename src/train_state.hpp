@@ -25,8 +25,8 @@ struct TrainState {
   Rng init_rng;
   Rng shuffle_rng;
   Rng dropout_rng;
-  std::size_t epoch = 0;   // epochs completed
-  std::int64_t step = 0;   // optimizer steps completed (the schedule's position)
+  std::size_t epoch = 0;  // epochs completed
+  std::int64_t step = 0;  // optimizer steps completed (the schedule's position)
   std::vector<EpochRecord> records;
   std::size_t best_epoch = 0;
   double best_val_accuracy = 0.0;

@@ -32,7 +32,8 @@ void gather_batch(const Dataset& data, const std::uint32_t* idx, std::size_t B,
   const int parts = B * D >= 32768 ? pool.num_threads() : 1;
   pool.run(parts, [&](int part) {
     const std::size_t begin = B * static_cast<std::size_t>(part) / static_cast<std::size_t>(parts);
-    const std::size_t end = B * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
+    const std::size_t end =
+        B * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
     for (std::size_t i = begin; i < end; ++i) {
       kernels::u8_to_float(data.image(idx[i]), x.row(i), D, scale, shift);
       labels[i] = data.labels[idx[i]];
@@ -133,8 +134,8 @@ EvalResult evaluate(Network<float>& net, const Dataset& data,
     gather_batch(data, indices->data() + start, B, net.architecture(), x, labels.data());
     const Matrix& z = net.forward(x, /*training=*/false);  // (B, K)
     std::size_t hits = 0;
-    loss += kernels::softmax_cross_entropy<float>(z.data(), labels.data(), B, K, 0.0f, nullptr,
-                                                  &hits);
+    loss +=
+        kernels::softmax_cross_entropy<float>(z.data(), labels.data(), B, K, 0.0f, nullptr, &hits);
     correct += hits;
     for (std::size_t i = 0; i < B; ++i) {
       const float* zi = z.row(i);
@@ -253,7 +254,8 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     rec.seconds = seconds_since(t0);
     rec.lr = lr;
     rec.train_loss = loss_sum / static_cast<double>(std::max<std::size_t>(1, seen));
-    rec.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(1, seen));
+    rec.train_accuracy =
+        static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(1, seen));
     rec.samples_per_second = static_cast<double>(n_train) / rec.seconds;
     if (!val_idx.empty()) {
       const EvalResult v = evaluate(net, data.train, &val_idx);

@@ -47,9 +47,9 @@ inline void expect_gradient_matches(const std::function<double()>& loss, Mat<dou
 // Checks a layer's backward against finite differences of L = sum(R * layer(x)), R random,
 // for the input and every parameter. `before_forward` runs before each forward (e.g. to reset
 // the dropout generator so that every evaluation sees the same mask).
-inline void check_layer(Layer<double>& layer, std::size_t N, std::size_t D, bool training,
-                        std::uint64_t seed = 1,
-                        const std::function<void()>& before_forward = [] {}) {
+inline void check_layer(
+    Layer<double>& layer, std::size_t N, std::size_t D, bool training, std::uint64_t seed = 1,
+    const std::function<void()>& before_forward = [] {}) {
   Rng rng(seed);
   Mat<double> x(N, D);
   fill_random(x, rng);

@@ -838,11 +838,10 @@ TEST(CliRealData, SeedPresetReachesTheOriginalsAccuracy) {
   ASSERT_FALSE(root.empty());
   TempDir dir;
   const std::string metrics_path = dir.file("metrics.json");
-  const CommandResult r =
-      run_cli("train --preset seed --quiet --data " + quote(root) + " --out " +
-                  quote(dir.file("seed.safetensors")) + " --metrics-json " + quote(metrics_path) +
-                  " " + kTwoThreads,
-              600);
+  const CommandResult r = run_cli("train --preset seed --quiet --data " + quote(root) + " --out " +
+                                      quote(dir.file("seed.safetensors")) + " --metrics-json " +
+                                      quote(metrics_path) + " " + kTwoThreads,
+                                  600);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const Json metrics = read_json_file(metrics_path);
   EXPECT_EQ(metrics["settings"]["optimizer"], "sgd");

@@ -30,7 +30,7 @@ TEST_P(GemmTest, MatchesNaiveOnOddShapes) {
   Rng rng(42);
   // Odd sizes, sizes below and above the parallel threshold and the SIMD width, and the
   // training step's shapes with a batch that does not divide the data set.
-  const std::vector<GemmCase> cases{{1, 1, 1},    {3, 5, 7},     {17, 33, 9},  {64, 128, 784},
+  const std::vector<GemmCase> cases{{1, 1, 1},     {3, 5, 7},      {17, 33, 9},    {64, 128, 784},
                                     {96, 10, 128}, {128, 784, 37}, {37, 784, 128}, {513, 129, 65}};
   for (const auto& c : cases) {
     // Leading dimensions padded by 3 to catch stride mistakes.
@@ -41,15 +41,16 @@ TEST_P(GemmTest, MatchesNaiveOnOddShapes) {
     const auto B = random_vector<float>(b_rows * ldb, rng);
     auto C = random_vector<float>(c.M * ldc, rng);
     auto C_ref = C;
-    kernels::gemm<float>(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f,
-                         C.data(), ldc);
+    kernels::gemm<float>(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C.data(),
+                         ldc);
     kernels::gemm_naive<float>(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f,
                                C_ref.data(), ldc);
     for (std::size_t i = 0; i < c.M; ++i) {
       for (std::size_t j = 0; j < ldc; ++j) {
         const float tol = 1e-5f * static_cast<float>(c.K) + 1e-6f;
         ASSERT_NEAR(C[i * ldc + j], C_ref[i * ldc + j], tol)
-            << "ta=" << ta << " tb=" << tb << " M=" << c.M << " N=" << c.N << " K=" << c.K << " at (" << i << "," << j << ")";
+            << "ta=" << ta << " tb=" << tb << " M=" << c.M << " N=" << c.N << " K=" << c.K
+            << " at (" << i << "," << j << ")";
       }
     }
   }

@@ -120,9 +120,9 @@ TEST(Network, SequentialIndicesLeaveRoomForBatchNormAndDropout) {
   // 8 Linear: as nn.Sequential numbers them.
   std::vector<std::string> names;
   for (const auto& p : net.params()) names.push_back(p.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias",
-                                             "4.weight", "4.bias", "5.weight", "5.bias",
-                                             "8.weight", "8.bias"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias", "4.weight",
+                                      "4.bias", "5.weight", "5.bias", "8.weight", "8.bias"}));
   const SafeTensors st = model_to_safetensors(net);
   const TensorEntry* counter = st.find("1.num_batches_tracked");
   ASSERT_NE(counter, nullptr);

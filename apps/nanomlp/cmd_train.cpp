@@ -128,7 +128,9 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-bool preset_normalizes(const std::string& preset) { return preset != "seed"; }
+bool preset_normalizes(const std::string& preset) {
+  return preset != "seed";
+}
 
 double default_lr(const std::string& optimizer) {
   if (optimizer == "adam" || optimizer == "adamw") return 1e-3;
@@ -238,23 +240,26 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   }
   Network<float> net(arch);
   if (!f.quiet) {
-    std::printf("nanomlp 0.1.0 | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
-                " | %d threads | BLAS: %s\n",
-                data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count,
-                load_seconds, kernels::num_threads(), kernels::blas_info());
+    std::printf(
+        "nanomlp 0.1.0 | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
+        " | %d threads | BLAS: %s\n",
+        data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count, load_seconds,
+        kernels::num_threads(), kernels::blas_info());
     std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
-    std::printf("settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
-                "%zu epochs, seed %llu%s\n",
-                f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
-                opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
-                opt.optimizer.momentum > 0
-                    ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
-                       (opt.optimizer.nesterov ? " (Nesterov)" : ""))
-                          .c_str()
-                    : "",
-                opt.schedule.name.c_str(), opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay,
-                opt.batch_size, opt.epochs, static_cast<unsigned long long>(opt.seed),
-                opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str() : "");
+    std::printf(
+        "settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
+        "%zu epochs, seed %llu%s\n",
+        f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
+        opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
+        opt.optimizer.momentum > 0 ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
+                                      (opt.optimizer.nesterov ? " (Nesterov)" : ""))
+                                         .c_str()
+                                   : "",
+        opt.schedule.name.c_str(),
+        opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay, opt.batch_size,
+        opt.epochs, static_cast<unsigned long long>(opt.seed),
+        opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str()
+                          : "");
     std::fflush(stdout);
   }
   TrainCallbacks callbacks;
@@ -285,8 +290,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   }
   const TrainResult result = train(net, data, opt, callbacks);
 
-  std::map<std::string, std::string> meta{{"dataset", data.name},
-                                          {"training", opt.to_json()}};
+  std::map<std::string, std::string> meta{{"dataset", data.name}, {"training", opt.to_json()}};
   save_model(f.out, net, meta);
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -339,14 +343,16 @@ const CLI::Validator kCount(
 
 Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
-  app.add_option("--data", f->data, "Data folder holding one sub-folder per dataset "
-                                    "(default: $NANOMLP_DATA, else ./data)");
+  app.add_option("--data", f->data,
+                 "Data folder holding one sub-folder per dataset "
+                 "(default: $NANOMLP_DATA, else ./data)");
   app.add_option("--dataset", f->dataset, "mnist or fashion-mnist")
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}))
       ->capture_default_str();
   app.add_option("--preset", f->preset,
                  "Recipe: default (784-128-10, tuned), seed (the original's settings) or best");
-  app.add_option("--hidden", f->hidden, "Hidden layer widths, comma-separated (default 128; best: 1024,1024)");
+  app.add_option("--hidden", f->hidden,
+                 "Hidden layer widths, comma-separated (default 128; best: 1024,1024)");
   app.add_option("--activation", f->activation, "relu, leaky_relu, tanh or gelu (default relu)");
   app.add_option("--init", f->init, "Weight init: auto, he or xavier (default auto)");
   app.add_option("--dropout", f->dropout, "Dropout probability after each hidden layer");
@@ -357,14 +363,20 @@ Runner add_train(CLI::App& app) {
       ->check(kCount);
   app.add_option("--batch-size", f->batch_size, "Mini-batch size (default 64; best: 128)")
       ->check(kCount);
-  app.add_option("--lr", f->lr, "Learning rate (presets: 0.05 default, 0.1 seed and best; with --optimizer: PyTorch's default for it)");
+  app.add_option("--lr", f->lr,
+                 "Learning rate (presets: 0.05 default, 0.1 seed and best; with --optimizer: "
+                 "PyTorch's default for it)");
   app.add_option("--optimizer", f->optimizer, "sgd, adam, adamw or rmsprop (default sgd)");
-  app.add_option("--momentum", f->momentum, "Momentum for sgd and rmsprop (presets default and best: 0.9 Nesterov; seed: 0)");
+  app.add_option("--momentum", f->momentum,
+                 "Momentum for sgd and rmsprop (presets default and best: 0.9 Nesterov; seed: 0)");
   app.add_flag("--nesterov", f->nesterov, "Nesterov momentum (sgd)");
-  app.add_option("--weight-decay", f->weight_decay, "L2 penalty, decoupled for adamw (presets: 5e-4; seed: 0)");
+  app.add_option("--weight-decay", f->weight_decay,
+                 "L2 penalty, decoupled for adamw (presets: 5e-4; seed: 0)");
   app.add_option("--clip-grad-norm", f->clip_grad_norm, "Clip the global gradient norm");
-  app.add_option("--schedule", f->schedule, "constant, step, cosine or onecycle (presets: cosine; seed: constant)");
-  app.add_option("--warmup-epochs", f->warmup_epochs, "Linear warm-up for cosine, in epochs (presets: 1, at most a tenth of the run)");
+  app.add_option("--schedule", f->schedule,
+                 "constant, step, cosine or onecycle (presets: cosine; seed: constant)");
+  app.add_option("--warmup-epochs", f->warmup_epochs,
+                 "Linear warm-up for cosine, in epochs (presets: 1, at most a tenth of the run)");
   app.add_option("--step-epochs", f->step_epochs, "step schedule: epochs between decays")
       ->check(kCount);
   app.add_option("--gamma", f->gamma, "step schedule: decay factor (default 0.1)");
@@ -381,7 +393,8 @@ Runner add_train(CLI::App& app) {
   app.add_option("--threads", f->threads, "Threads (default: all cores)");
   app.add_option("--out", f->out, "Model file to write")->capture_default_str();
   app.add_option("--metrics-json", f->metrics_json, "Write per-epoch metrics as JSON");
-  app.add_option("--report", f->report, "Write a self-contained HTML report (curves, confusion, mistakes)");
+  app.add_option("--report", f->report,
+                 "Write a self-contained HTML report (curves, confusion, mistakes)");
   app.add_option("--checkpoint-dir", f->checkpoint_dir, "Write a checkpoint after every epoch");
   app.add_flag("--resume", f->resume, "Continue from the newest checkpoint in --checkpoint-dir");
   app.add_flag("--quiet", f->quiet, "Print only the final result");

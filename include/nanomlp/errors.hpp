@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace nanomlp {
 
@@ -41,5 +42,12 @@ class TrainingError : public Error {
  public:
   using Error::Error;
 };
+
+// "a, b, c": how error messages list the valid choices of a setting.
+inline std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 
 }  // namespace nanomlp

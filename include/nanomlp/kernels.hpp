@@ -16,13 +16,12 @@ namespace nanomlp::kernels {
 // columns of C, never along K, so the result does not depend on scheduling.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
-          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-          std::size_t ldc);
+          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc);
 
 // The triple loop: the test oracle for gemm.
 template <typename T>
-void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
-                T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                 std::size_t ldc);
 
 // Sets the threads used by every kernel (n < 1: all cores). BLAS itself runs single-threaded
@@ -60,8 +59,8 @@ void u8_to_float(const std::uint8_t* src, float* dst, std::size_t n, float scale
 // Returns the summed loss over rows; *correct receives the count of rows whose arg-max equals
 // the label (first maximum wins).
 template <typename T>
-double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t N,
-                             std::size_t K, T eps, T* dz, std::size_t* correct);
+double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t N, std::size_t K,
+                             T eps, T* dz, std::size_t* correct);
 
 // p (N, K) = softmax(z) row-wise; p may alias z.
 template <typename T>

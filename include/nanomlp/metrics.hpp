@@ -11,9 +11,9 @@ namespace nanomlp {
 template <typename Json>
 void to_json(Json& j, const EpochRecord& r) {
   j = Json{{"epoch", r.epoch},
-                             {"lr", r.lr},
-                             {"train_loss", r.train_loss},
-                             {"train_accuracy", r.train_accuracy}};
+           {"lr", r.lr},
+           {"train_loss", r.train_loss},
+           {"train_accuracy", r.train_accuracy}};
   if (r.val_loss) j["val_loss"] = *r.val_loss;
   if (r.val_accuracy) j["val_accuracy"] = *r.val_accuracy;
   j["test_loss"] = r.test_loss ? Json(*r.test_loss) : Json(nullptr);
@@ -39,6 +39,5 @@ void from_json(const Json& j, EpochRecord& r) {
   r.seconds = j.at("seconds").template get<double>();
   r.samples_per_second = j.at("samples_per_second").template get<double>();
 }
-
 
 }  // namespace nanomlp

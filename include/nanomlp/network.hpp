@@ -14,13 +14,13 @@
 namespace nanomlp {
 
 struct Architecture {
-  std::size_t input_dim = 784;             // D: pixels of one image
-  std::vector<std::size_t> hidden{128};    // widths of the hidden layers
-  std::size_t num_classes = 10;            // K
-  std::string activation = "relu";         // one of activation_names()
-  bool batch_norm = false;                 // BatchNorm1d after each hidden Linear
-  double dropout = 0.0;                    // Dropout(p) after each hidden activation
-  std::string dataset = "mnist";           // what the model was trained on
+  std::size_t input_dim = 784;           // D: pixels of one image
+  std::vector<std::size_t> hidden{128};  // widths of the hidden layers
+  std::size_t num_classes = 10;          // K
+  std::string activation = "relu";       // one of activation_names()
+  bool batch_norm = false;               // BatchNorm1d after each hidden Linear
+  double dropout = 0.0;                  // Dropout(p) after each hidden activation
+  std::string dataset = "mnist";         // what the model was trained on
   // Input normalisation: x = (pixel / 255 - mean) / std.
   double norm_mean = 0.0;
   double norm_std = 1.0;

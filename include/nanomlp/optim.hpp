@@ -71,7 +71,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config);
 struct ScheduleConfig {
   std::string name = "constant";  // one of schedule_names()
   double base_lr = 0.1;
-  std::int64_t total_steps = 0;   // steps of the whole run
+  std::int64_t total_steps = 0;  // steps of the whole run
   std::int64_t steps_per_epoch = 1;
   // step: multiply by gamma every step_epochs epochs.
   double gamma = 0.1;

@@ -25,7 +25,7 @@ struct TensorEntry {
   static TensorEntry from_i64(std::string name, std::vector<std::int64_t> shape,
                               const std::int64_t* values);
   std::size_t numel() const;
-  std::vector<float> to_f32() const;  // throws ModelFormatError unless dtype == "F32"
+  std::vector<float> to_f32() const;         // throws ModelFormatError unless dtype == "F32"
   std::vector<std::int64_t> to_i64() const;  // throws ModelFormatError unless dtype == "I64"
 };
 

@@ -18,10 +18,10 @@ struct AlignedAllocator {
   template <typename U>
   AlignedAllocator(const AlignedAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
   T* allocate(std::size_t n) {
-    void* p = ::operator new(n * sizeof(T), std::align_val_t{64});
+    void* p = ::operator new (n * sizeof(T), std::align_val_t{64});
     return static_cast<T*>(p);
   }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  void deallocate(T* p, std::size_t) { ::operator delete (p, std::align_val_t{64}); }
   template <typename U>
   bool operator==(const AlignedAllocator<U>&) const {
     return true;

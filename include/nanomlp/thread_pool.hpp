@@ -45,7 +45,9 @@ class ThreadPool {
 
   // The job word: generation (32 bits) | parts (16) | next unclaimed part (16). One atomic
   // word, so a claim succeeds only while its job is current and has slices left.
-  static std::uint32_t generation_of(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
+  static std::uint32_t generation_of(std::uint64_t w) {
+    return static_cast<std::uint32_t>(w >> 32);
+  }
   static int parts_of(std::uint64_t w) { return static_cast<int>((w >> 16) & 0xffff); }
   static int next_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
 

@@ -37,8 +37,8 @@ struct TrainOptions {
 };
 
 struct EpochRecord {
-  std::size_t epoch = 0;  // 1-based
-  double lr = 0;          // learning rate at the epoch's last step
+  std::size_t epoch = 0;                      // 1-based
+  double lr = 0;                              // learning rate at the epoch's last step
   double train_loss = 0, train_accuracy = 0;  // running averages over the epoch's batches
   std::optional<double> val_loss, val_accuracy;
   std::optional<double> test_loss, test_accuracy;
@@ -47,8 +47,8 @@ struct EpochRecord {
 };
 
 struct EvalResult {
-  double loss = 0;      // mean cross-entropy
-  double accuracy = 0;  // fraction
+  double loss = 0;            // mean cross-entropy
+  double accuracy = 0;        // fraction
   double standard_error = 0;  // sqrt(p (1 - p) / n), binomial
   std::size_t count = 0;
   std::vector<std::vector<std::size_t>> confusion;  // [true][predicted]

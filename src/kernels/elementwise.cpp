@@ -38,8 +38,8 @@ void u8_to_float(const std::uint8_t* src, float* dst, std::size_t n, float scale
 }
 
 template <typename T>
-double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t N,
-                             std::size_t K, T eps, T* dz, std::size_t* correct) {
+double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t N, std::size_t K,
+                             T eps, T* dz, std::size_t* correct) {
   double total = 0.0;
   std::size_t hits = 0;
   const T inv_n = T(1) / static_cast<T>(N);
@@ -91,13 +91,13 @@ void softmax_rows(const T* z, T* p, std::size_t N, std::size_t K) {
   }
 }
 
-#define NANOMLP_INSTANTIATE(T)                                                                 \
-  template void add_bias_rows<T>(T*, const T*, std::size_t, std::size_t);                    \
-  template void sum_rows<T>(const T*, T*, std::size_t, std::size_t);                         \
-  template void relu_forward<T>(const T*, T*, std::size_t);                                  \
-  template void relu_backward<T>(const T*, const T*, T*, std::size_t);                       \
-  template double softmax_cross_entropy<T>(const T*, const std::uint8_t*, std::size_t,       \
-                                           std::size_t, T, T*, std::size_t*);                \
+#define NANOMLP_INSTANTIATE(T)                                                         \
+  template void add_bias_rows<T>(T*, const T*, std::size_t, std::size_t);              \
+  template void sum_rows<T>(const T*, T*, std::size_t, std::size_t);                   \
+  template void relu_forward<T>(const T*, T*, std::size_t);                            \
+  template void relu_backward<T>(const T*, const T*, T*, std::size_t);                 \
+  template double softmax_cross_entropy<T>(const T*, const std::uint8_t*, std::size_t, \
+                                           std::size_t, T, T*, std::size_t*);          \
   template void softmax_rows<T>(const T*, T*, std::size_t, std::size_t);
 NANOMLP_INSTANTIATE(float)
 NANOMLP_INSTANTIATE(double)

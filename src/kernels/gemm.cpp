@@ -38,8 +38,8 @@ constexpr std::size_t kMinWorkPerPart = std::size_t{1} << 20;
 constexpr std::size_t kSplitAlign = 16;
 
 void check_gemm_args(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
-                     const void* A, std::size_t lda, const void* B, std::size_t ldb,
-                     const void* C, std::size_t ldc) {
+                     const void* A, std::size_t lda, const void* B, std::size_t ldb, const void* C,
+                     std::size_t ldc) {
   // Row-major: the leading dimension is at least the number of stored columns.
   const std::size_t a_cols = trans_a ? M : K;
   const std::size_t b_cols = trans_b ? K : N;
@@ -66,7 +66,9 @@ void set_num_threads(int n) {
   ThreadPool::global().set_num_threads(n);
 }
 
-int num_threads() { return ThreadPool::global().num_threads(); }
+int num_threads() {
+  return ThreadPool::global().num_threads();
+}
 
 const char* blas_info() {
   static const std::string info = [] {
@@ -81,14 +83,13 @@ const char* blas_info() {
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
-          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-          std::size_t ldc) {
+          const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
   check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   if (M == 0 || N == 0) return;
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
-  const std::size_t max_parts = std::min<std::size_t>(
-      static_cast<std::size_t>(threads), M * N * K / kMinWorkPerPart);
+  const std::size_t max_parts =
+      std::min<std::size_t>(static_cast<std::size_t>(threads), M * N * K / kMinWorkPerPart);
   if (max_parts < 2 || std::max(M, N) < 2 * kSplitAlign) {
     blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
@@ -117,8 +118,8 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
 }
 
 template <typename T>
-void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
-                T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                 std::size_t ldc) {
   check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   for (std::size_t i = 0; i < M; ++i) {
@@ -138,12 +139,11 @@ void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::s
 
 template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*,
                           std::size_t, const float*, std::size_t, float, float*, std::size_t);
-template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double,
-                           const double*, std::size_t, const double*, std::size_t, double,
-                           double*, std::size_t);
+template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*,
+                           std::size_t, const double*, std::size_t, double, double*, std::size_t);
 template void gemm_naive<float>(bool, bool, std::size_t, std::size_t, std::size_t, float,
-                                const float*, std::size_t, const float*, std::size_t, float,
-                                float*, std::size_t);
+                                const float*, std::size_t, const float*, std::size_t, float, float*,
+                                std::size_t);
 template void gemm_naive<double>(bool, bool, std::size_t, std::size_t, std::size_t, double,
                                  const double*, std::size_t, const double*, std::size_t, double,
                                  double*, std::size_t);

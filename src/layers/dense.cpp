@@ -34,8 +34,7 @@ void Dense<T>::backward(const Mat<T>& dy, Mat<T>* dx) {
   kernels::sum_rows(dy.data(), db_.data(), N, H);
   if (dx != nullptr) {
     dx->resize(N, D);
-    kernels::gemm<T>(false, false, N, D, H, T(1), dy.data(), H, W_.data(), D, T(0), dx->data(),
-                     D);
+    kernels::gemm<T>(false, false, N, D, H, T(1), dy.data(), H, W_.data(), D, T(0), dx->data(), D);
   }
 }
 

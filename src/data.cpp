@@ -391,4 +391,14 @@ PixelStats pixel_stats(const Dataset& data) {
   return s;
 }
 
+std::vector<std::string> class_labels(const std::string& dataset, std::size_t num_classes) {
+  if (std::find(dataset_names().begin(), dataset_names().end(), dataset) != dataset_names().end()) {
+    const auto& names = class_names(dataset);
+    if (names.size() == num_classes) return names;
+  }
+  std::vector<std::string> labels;
+  for (std::size_t k = 0; k < num_classes; ++k) labels.push_back(std::to_string(k));
+  return labels;
+}
+
 }  // namespace nanomlp

@@ -361,18 +361,6 @@ std::optional<double> number_at(const Json& j, std::initializer_list<const char*
   return v->get<double>();
 }
 
-std::vector<std::string> labels_for(const std::string& dataset, std::size_t k) {
-  try {
-    const auto& names = class_names(dataset);
-    if (names.size() == k) return names;
-  } catch (const std::exception&) {
-    // Unknown dataset: numbered classes.
-  }
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < k; ++i) out.push_back(std::to_string(i));
-  return out;
-}
-
 std::size_t parameter_count(const Architecture& a) {
   std::size_t n = 0, in = a.input_dim;
   for (std::size_t h : a.hidden) {
@@ -899,7 +887,7 @@ std::string render_report_html(const ReportInput& in) {
     }
   }
   const std::size_t K = !cm.empty() ? cm.size() : in.arch.num_classes;
-  const std::vector<std::string> names = labels_for(dataset, K);
+  const std::vector<std::string> names = class_labels(dataset, K);
   const std::string date = in.generated_at.empty() ? now_local() : in.generated_at;
 
   // Headline numbers: the report's own evaluation if any, else the metrics file.

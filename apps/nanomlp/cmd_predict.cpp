@@ -42,19 +42,6 @@ struct Input {
   std::string error;
 };
 
-// The labels of the model's classes: its dataset's class names, else "0", "1", ...
-std::vector<std::string> labels_for(const Architecture& arch) {
-  try {
-    const auto& names = class_names(arch.dataset);
-    if (names.size() == arch.num_classes) return names;
-  } catch (const UsageError&) {
-    // A dataset this build does not know: fall back to numbers.
-  }
-  std::vector<std::string> labels;
-  for (std::size_t k = 0; k < arch.num_classes; ++k) labels.push_back(std::to_string(k));
-  return labels;
-}
-
 // DIR/STEM-28x28.pgm, with a number added when two inputs share a stem.
 std::string preprocessed_path(const std::string& dir, const std::string& file,
                               std::set<std::string>& used) {
@@ -72,7 +59,8 @@ double rounded(float p) {
 int run_predict(const PredictFlags& f) {
   kernels::set_num_threads(f.threads);
   Network<float> net = load_model(f.model);
-  const std::vector<std::string> labels = labels_for(net.architecture());
+  const std::vector<std::string> labels =
+      class_labels(net.architecture().dataset, net.architecture().num_classes);
   if (!f.save_preprocessed.empty()) {
     std::error_code ec;
     if (fs::exists(f.save_preprocessed, ec) && !fs::is_directory(f.save_preprocessed, ec)) {

@@ -12,6 +12,7 @@ using Runner = std::function<int()>;
 
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_serve(CLI::App& app);
 Runner add_report(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_predict(CLI::App& app);

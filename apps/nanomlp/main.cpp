@@ -1,13 +1,13 @@
 // nanomlp: one binary, one subcommand per file. Exit codes: 0 success, 2 usage error,
 // 1 runtime error; every error is one line on stderr.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
-#include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "commands.hpp"
 #include "nanomlp/errors.hpp"
@@ -21,7 +21,8 @@ void check_output_path(const std::string& flag, const std::string& path) {
   if (!parent.empty() && !fs::is_directory(parent)) {
     throw UsageError(flag + ": folder " + parent.string() + " does not exist (for " + path + ")");
   }
-  if (fs::is_directory(path)) throw UsageError(flag + ": " + path + " is a folder, expected a file");
+  if (fs::is_directory(path))
+    throw UsageError(flag + ": " + path + " is a folder, expected a file");
 }
 
 std::string format_accuracy(double accuracy, double standard_error) {
@@ -30,7 +31,9 @@ std::string format_accuracy(double accuracy, double standard_error) {
   return buf;
 }
 
-bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) != 0; }
+bool stdout_is_terminal() {
+  return ::isatty(STDOUT_FILENO) != 0;
+}
 
 }  // namespace nanomlp::cli
 
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
   // Subcommands, one file each (apps/nanomlp/cmd_<name>.cpp):
   add("train", "Train a network and write the model file", cli::add_train);
   add("eval", "Evaluate a model file on the test set", cli::add_eval);
+  add("serve", "Serve a model over HTTP, with a page to draw digits on", cli::add_serve);
   add("report", "Write a self-contained HTML report of a trained model", cli::add_report);
   add("info", "Print the summary of a model file", cli::add_info);
   add("predict", "Classify image files (PNG, JPEG, PGM) with a model file", cli::add_predict);
@@ -61,8 +65,8 @@ int main(int argc, char** argv) {
       known |= sub->get_name() == argv[1];
     }
     if (!known) {
-      std::cerr << "nanomlp: error: unknown subcommand '" << argv[1] << "' (expected one of: "
-                << names << ")\n";
+      std::cerr << "nanomlp: error: unknown subcommand '" << argv[1]
+                << "' (expected one of: " << names << ")\n";
       return 2;
     }
   }

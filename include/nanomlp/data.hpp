@@ -45,6 +45,10 @@ const std::vector<std::string>& dataset_names();
 // Class names of a dataset, e.g. "0".."9" for mnist, "T-shirt/top".. for fashion-mnist.
 const std::vector<std::string>& class_names(const std::string& dataset);
 
+// Labels for a model's K classes: its dataset's class names when that dataset is known and has
+// K classes, else "0".."K-1". Never throws.
+std::vector<std::string> class_labels(const std::string& dataset, std::size_t num_classes);
+
 // Reads a whole file, gunzipping it when it starts with the gzip magic bytes (1f 8b).
 // max_bytes bounds the decompressed size: a file that would exceed it throws DataError
 // instead of allocating. Throws DataError on a missing file, a truncated or corrupt stream.

@@ -35,6 +35,12 @@ void gather_batch(const Dataset& data, const std::uint32_t* idx, std::size_t B,
     const std::size_t end =
         B * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
     for (std::size_t i = begin; i < end; ++i) {
+      // The images are picked at random from 47 MB: fetch the one after next while converting
+      // this one, so that its 13 cache lines arrive in the shadow of the work.
+      if (i + 2 < end) {
+        const std::uint8_t* ahead = data.image(idx[i + 2]);
+        for (std::size_t b = 0; b < D; b += 64) __builtin_prefetch(ahead + b);
+      }
       kernels::u8_to_float(data.image(idx[i]), x.row(i), D, scale, shift);
       labels[i] = data.labels[idx[i]];
     }

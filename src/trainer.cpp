@@ -123,7 +123,7 @@ EvalResult evaluate(Network<float>& net, const Dataset& data,
   r.predictions.resize(n);
   if (keep_probabilities) r.probabilities.resize(n * K);
   if (n == 0) return r;
-  constexpr std::size_t kBatch = 1000;
+  constexpr std::size_t kBatch = 2500;
   std::vector<std::uint32_t> all;
   if (indices == nullptr) {
     all.resize(n);

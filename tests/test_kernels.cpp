@@ -129,6 +129,29 @@ TEST(Elementwise, BiasReluAndRowSumsMatchLoops) {
   }
 }
 
+TEST(Elementwise, ParallelSlicesMatchLoopsOnOddLargeShapes) {
+  // Above 2^16 elements the passes split over the pool; 1237 x 131 is odd in both dimensions.
+  kernels::set_num_threads(2);
+  Rng rng(9);
+  const std::size_t N = 1237, H = 131;
+  auto y = random_vector<float>(N * H, rng);
+  const auto b = random_vector<float>(H, rng);
+  const auto dy = random_vector<float>(N * H, rng);
+  auto expected = y;
+  for (std::size_t i = 0; i < N; ++i)
+    for (std::size_t j = 0; j < H; ++j) expected[i * H + j] += b[j];
+  kernels::add_bias_rows(y.data(), b.data(), N, H);
+  EXPECT_EQ(y, expected);
+  std::vector<float> r(N * H), dx(N * H);
+  kernels::relu_forward(y.data(), r.data(), N * H);
+  kernels::relu_backward(r.data(), dy.data(), dx.data(), N * H);
+  for (std::size_t i = 0; i < N * H; ++i) {
+    ASSERT_EQ(r[i], y[i] > 0 ? y[i] : 0.0f);
+    ASSERT_EQ(dx[i], y[i] > 0 ? dy[i] : 0.0f);
+  }
+  kernels::set_num_threads(1);
+}
+
 TEST(Elementwise, U8ToFloatScalesAndShifts) {
   const std::vector<std::uint8_t> px{0, 1, 128, 255, 17};
   std::vector<float> out(px.size());

@@ -3,15 +3,37 @@
 #include <limits>
 
 #include "nanomlp/kernels.hpp"
+#include "nanomlp/thread_pool.hpp"
 
 namespace nanomlp::kernels {
+namespace {
+
+// Element-wise passes over large inputs (evaluation batches, wide layers) are split into
+// contiguous slices over the pool; below this many elements one thread is faster.
+constexpr std::size_t kParallelMinElements = std::size_t{1} << 16;
+
+// Calls fn(begin, end) over [0, n) in slices: one per thread when the pass touches `elements`
+// >= kParallelMinElements values, else a single slice.
+template <typename Fn>
+void for_slices(std::size_t n, std::size_t elements, Fn&& fn) {
+  ThreadPool& pool = ThreadPool::global();
+  const int parts = elements >= kParallelMinElements ? pool.num_threads() : 1;
+  pool.run(parts, [&](int part) {
+    const auto p = static_cast<std::size_t>(part), P = static_cast<std::size_t>(parts);
+    fn(n * p / P, n * (p + 1) / P);
+  });
+}
+
+}  // namespace
 
 template <typename T>
 void add_bias_rows(T* y, const T* b, std::size_t N, std::size_t H) {
-  for (std::size_t i = 0; i < N; ++i) {
-    T* row = y + i * H;
-    for (std::size_t j = 0; j < H; ++j) row[j] += b[j];
-  }
+  for_slices(N, N * H, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t i = r0; i < r1; ++i) {
+      T* row = y + i * H;
+      for (std::size_t j = 0; j < H; ++j) row[j] += b[j];
+    }
+  });
 }
 
 template <typename T>
@@ -25,12 +47,16 @@ void sum_rows(const T* dy, T* db, std::size_t N, std::size_t H) {
 
 template <typename T>
 void relu_forward(const T* x, T* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for_slices(n, n, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  });
 }
 
 template <typename T>
 void relu_backward(const T* y, const T* dy, T* dx, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  for_slices(n, n, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  });
 }
 
 void u8_to_float(const std::uint8_t* src, float* dst, std::size_t n, float scale, float shift) {

@@ -15,7 +15,6 @@ Prints tab-separated records for bench/run.sh:
     kv  <prefix>.version        <numpy version>
 """
 import argparse
-import gzip
 import os
 import statistics
 import sys
@@ -24,29 +23,7 @@ import time
 import numpy as np
 
 
-def read_idx(path):
-    """An IDX file (gzip or raw) as a uint8 array of its declared shape."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(folder, stem):
-    for name in (stem + ".gz", stem):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            return path
-    sys.exit(f"numpy_mlp.py: {stem}[.gz] not found in {folder}")
-
-
-def load(folder, split):
-    images = read_idx(find(folder, f"{split}-images-idx3-ubyte"))
-    labels = read_idx(find(folder, f"{split}-labels-idx1-ubyte"))
-    x = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
-    return x, labels.astype(np.int64)
+from mnist_idx import load_split as load
 
 
 def main():

@@ -17,7 +17,11 @@ constexpr std::size_t kParallelMinElements = std::size_t{1} << 16;
 template <typename Fn>
 void for_slices(std::size_t n, std::size_t elements, Fn&& fn) {
   ThreadPool& pool = ThreadPool::global();
-  const int parts = elements >= kParallelMinElements ? pool.num_threads() : 1;
+  if (elements < kParallelMinElements || pool.num_threads() == 1) {
+    fn(std::size_t{0}, n);
+    return;
+  }
+  const int parts = pool.num_threads();
   pool.run(parts, [&](int part) {
     const auto p = static_cast<std::size_t>(part), P = static_cast<std::size_t>(parts);
     fn(n * p / P, n * (p + 1) / P);
@@ -26,14 +30,19 @@ void for_slices(std::size_t n, std::size_t elements, Fn&& fn) {
 
 }  // namespace
 
+// The loops live in plain functions over raw pointers: inside a lambda that captures them by
+// reference the compiler cannot rule out aliasing and stops vectorising.
+template <typename T>
+void add_bias_range(T* y, const T* b, std::size_t r0, std::size_t r1, std::size_t H) {
+  for (std::size_t i = r0; i < r1; ++i) {
+    T* row = y + i * H;
+    for (std::size_t j = 0; j < H; ++j) row[j] += b[j];
+  }
+}
+
 template <typename T>
 void add_bias_rows(T* y, const T* b, std::size_t N, std::size_t H) {
-  for_slices(N, N * H, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; ++i) {
-      T* row = y + i * H;
-      for (std::size_t j = 0; j < H; ++j) row[j] += b[j];
-    }
-  });
+  for_slices(N, N * H, [=](std::size_t r0, std::size_t r1) { add_bias_range(y, b, r0, r1, H); });
 }
 
 template <typename T>
@@ -46,17 +55,23 @@ void sum_rows(const T* dy, T* db, std::size_t N, std::size_t H) {
 }
 
 template <typename T>
+void relu_forward_range(const T* x, T* y, std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <typename T>
+void relu_backward_range(const T* y, const T* dy, T* dx, std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+
+template <typename T>
 void relu_forward(const T* x, T* y, std::size_t n) {
-  for_slices(n, n, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-  });
+  for_slices(n, n, [=](std::size_t b, std::size_t e) { relu_forward_range(x, y, b, e); });
 }
 
 template <typename T>
 void relu_backward(const T* y, const T* dy, T* dx, std::size_t n) {
-  for_slices(n, n, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
-  });
+  for_slices(n, n, [=](std::size_t b, std::size_t e) { relu_backward_range(y, dy, dx, b, e); });
 }
 
 void u8_to_float(const std::uint8_t* src, float* dst, std::size_t n, float scale, float shift) {

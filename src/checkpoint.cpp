@@ -92,10 +92,10 @@ void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimize
     st.tensors.push_back(TensorEntry::from_f32(
         "optim." + slot.name, {static_cast<std::int64_t>(slot.value->size())}, slot.value->data()));
   }
-  for (std::size_t i = 0; i < state.best.size(); ++i) {
+  for (std::size_t i = 0; i < state.best.tensors.size(); ++i) {
+    const Matrix& t = state.best.tensors[i];
     st.tensors.push_back(TensorEntry::from_f32("best." + std::to_string(i),
-                                               {static_cast<std::int64_t>(state.best[i].size())},
-                                               state.best[i].data()));
+                                               {static_cast<std::int64_t>(t.size())}, t.data()));
   }
   st.metadata["format"] = kCheckpointFormat;
   st.metadata["checkpoint_version"] = std::to_string(kCheckpointVersion);
@@ -107,8 +107,8 @@ void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimize
   st.metadata["dropout_rng"] = rng_to_string(state.dropout_rng);
   st.metadata["best_epoch"] = std::to_string(state.best_epoch);
   st.metadata["best_val_accuracy"] = double_bits(state.best_val_accuracy);
-  st.metadata["best_count"] = std::to_string(state.best.size());
-  st.metadata["best_counters"] = nlohmann::json(state.best_counters).dump();
+  st.metadata["best_count"] = std::to_string(state.best.tensors.size());
+  st.metadata["best_counters"] = nlohmann::json(state.best.counters).dump();
   st.metadata["records"] = nlohmann::ordered_json(state.records).dump();
   write_safetensors_file((fs::path(options.checkpoint_dir) / checkpoint_name(state.epoch)).string(),
                          st);
@@ -169,18 +169,11 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
         model.tensors.back().name = t.name.substr(6);
       }
     }
+    // Into the caller's network, whose tensors the trainer and optimizer already point at.
     Network<float> restored = model_from_safetensors(model, path);
-    auto dst = net.params();
-    auto src = restored.params();
-    for (std::size_t i = 0; i < dst.size(); ++i) *dst[i].value = *src[i].value;
-    auto dst_b = net.buffers();
-    auto src_b = restored.buffers();
-    for (std::size_t i = 0; i < dst_b.size(); ++i) *dst_b[i].value = *src_b[i].value;
-    for (std::size_t l = 0; l < net.layers().size(); ++l) {
-      auto dst_c = net.layers()[l]->counters();
-      auto src_c = restored.layers()[l]->counters();
-      for (std::size_t i = 0; i < dst_c.size(); ++i) *dst_c[i].second = *src_c[i].second;
-    }
+    WeightsSnapshot weights;
+    weights.take(restored);
+    weights.put(net);
     for (const auto& slot : optimizer.slots()) {
       copy_into(st.find("optim." + slot.name), *slot.value, "optim." + slot.name, path);
     }
@@ -192,20 +185,20 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
     state.best_epoch = std::stoul(meta("best_epoch"));
     state.best_val_accuracy = double_from_bits(meta("best_val_accuracy"));
     const std::size_t best_count = std::stoul(meta("best_count"));
-    state.best.clear();
+    state.best = WeightsSnapshot{};
     if (best_count > 0) {
-      state.snapshot_best(net);  // shapes
-      if (state.best.size() != best_count) {
+      state.best.take(net);  // the shapes to read into
+      if (state.best.tensors.size() != best_count) {
         throw ModelFormatError(path + ": best-weights snapshot does not match the network");
       }
       for (std::size_t i = 0; i < best_count; ++i) {
-        copy_into(st.find("best." + std::to_string(i)), state.best[i], "best." + std::to_string(i),
-                  path);
+        copy_into(st.find("best." + std::to_string(i)), state.best.tensors[i],
+                  "best." + std::to_string(i), path);
       }
-      const std::size_t counters = state.best_counters.size();  // the network's, from above
-      state.best_counters =
+      const std::size_t counters = state.best.counters.size();  // the network's, from above
+      state.best.counters =
           nlohmann::json::parse(meta("best_counters")).get<std::vector<std::int64_t>>();
-      if (state.best_counters.size() != counters) {
+      if (state.best.counters.size() != counters) {
         throw ModelFormatError(path + ": corrupt best_counters in checkpoint");
       }
     }

@@ -15,6 +15,33 @@
 
 namespace nanomlp {
 
+// A copy of everything a network saves: parameters then buffers, and the batch-norm counters.
+// Early stopping keeps the best epoch in one; resuming moves checkpoint weights through one.
+struct WeightsSnapshot {
+  std::vector<Matrix> tensors;
+  std::vector<std::int64_t> counters;
+
+  bool empty() const { return tensors.empty(); }
+  void take(Network<float>& net) {
+    tensors.clear();
+    counters.clear();
+    for (auto& p : net.params()) tensors.push_back(*p.value);
+    for (auto& b : net.buffers()) tensors.push_back(*b.value);
+    for (auto& layer : net.layers()) {
+      for (auto& c : layer->counters()) counters.push_back(*c.second);
+    }
+  }
+  void put(Network<float>& net) const {
+    std::size_t i = 0;
+    for (auto& p : net.params()) *p.value = tensors[i++];
+    for (auto& b : net.buffers()) *b.value = tensors[i++];
+    std::size_t k = 0;
+    for (auto& layer : net.layers()) {
+      for (auto& c : layer->counters()) *c.second = counters[k++];
+    }
+  }
+};
+
 struct TrainState {
   // Separate streams, so that e.g. adding dropout does not change the shuffle order.
   explicit TrainState(std::uint64_t seed)
@@ -30,27 +57,7 @@ struct TrainState {
   std::vector<EpochRecord> records;
   std::size_t best_epoch = 0;
   double best_val_accuracy = 0.0;
-  std::vector<Matrix> best;                 // parameters then buffers of the best epoch
-  std::vector<std::int64_t> best_counters;  // and its batch-norm counters
-
-  void snapshot_best(Network<float>& net) {
-    best.clear();
-    best_counters.clear();
-    for (auto& p : net.params()) best.push_back(*p.value);
-    for (auto& b : net.buffers()) best.push_back(*b.value);
-    for (auto& layer : net.layers()) {
-      for (auto& c : layer->counters()) best_counters.push_back(*c.second);
-    }
-  }
-  void restore_best(Network<float>& net) {
-    std::size_t i = 0;
-    for (auto& p : net.params()) *p.value = best[i++];
-    for (auto& b : net.buffers()) *b.value = best[i++];
-    std::size_t k = 0;
-    for (auto& layer : net.layers()) {
-      for (auto& c : layer->counters()) *c.second = best_counters[k++];
-    }
-  }
+  WeightsSnapshot best;  // the best epoch's weights, when early stopping is on
 };
 
 // Checks the checkpoint folder before training starts. Without resume: creates it and refuses

@@ -282,7 +282,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
       if (!state.best_epoch || *rec.val_accuracy > state.best_val_accuracy) {
         state.best_val_accuracy = *rec.val_accuracy;
         state.best_epoch = epoch;
-        state.snapshot_best(net);
+        state.best.take(net);
       } else if (epoch - state.best_epoch >= options.early_stop) {
         stop = true;
       }
@@ -302,7 +302,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     }
   }
   if (options.early_stop > 0 && state.best_epoch > 0) {
-    state.restore_best(net);
+    state.best.put(net);
     result.best_epoch = state.best_epoch;
   }
   result.train_seconds = seconds_since(loop_start);

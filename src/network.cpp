@@ -213,8 +213,7 @@ void Network<T>::set_rng(Rng* rng) {
   for (auto& layer : layers_) layer->set_rng(rng);
 }
 
-namespace {
-std::string with_commas(std::size_t n) {
+std::string with_thousands(std::size_t n) {
   std::string digits = std::to_string(n), out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
     if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
@@ -222,7 +221,6 @@ std::string with_commas(std::size_t n) {
   }
   return out;
 }
-}  // namespace
 
 std::string model_summary(Network<float>& net) {
   std::ostringstream s;
@@ -243,12 +241,12 @@ std::string model_summary(Network<float>& net) {
     bytes += layer.counters().size() * sizeof(std::int64_t);
     total += count;
     std::snprintf(line, sizeof line, "  %-5zu %-12s %-14s %12s\n", i, layer.type(),
-                  ("(N, " + std::to_string(width) + ")").c_str(), with_commas(count).c_str());
+                  ("(N, " + std::to_string(width) + ")").c_str(), with_thousands(count).c_str());
     s << line;
   }
   bytes += total * sizeof(float);
   std::snprintf(line, sizeof line, "  total: %s parameters, %s bytes of tensors (%.1f KiB)\n",
-                with_commas(total).c_str(), with_commas(bytes).c_str(),
+                with_thousands(total).c_str(), with_thousands(bytes).c_str(),
                 static_cast<double>(bytes) / 1024.0);
   s << line;
   return s.str();

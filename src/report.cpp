@@ -361,25 +361,6 @@ std::optional<double> number_at(const Json& j, std::initializer_list<const char*
   return v->get<double>();
 }
 
-std::size_t parameter_count(const Architecture& a) {
-  std::size_t n = 0, in = a.input_dim;
-  for (std::size_t h : a.hidden) {
-    n += in * h + h + (a.batch_norm ? 2 * h : 0);
-    in = h;
-  }
-  return n + in * a.num_classes + a.num_classes;
-}
-
-std::string with_thousands(std::size_t n) {
-  const std::string digits = std::to_string(n);
-  std::string s;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
-    s += digits[i];
-  }
-  return s;
-}
-
 std::string duration(double seconds) {
   if (seconds < 120) return fixed(seconds, 2) + " s";
   const auto total = static_cast<long long>(std::llround(seconds));
@@ -931,7 +912,7 @@ std::string render_report_html(const ReportInput& in) {
                      : (best_epoch && *best_epoch > 0 ? "kept epoch " + fixed(*best_epoch, 0) : ""))
     << stat_card("Training time", train_seconds ? duration(*train_seconds) : "—",
                  epochs.empty() ? "" : "epoch loop incl. evaluation")
-    << stat_card("Parameters", with_thousands(parameter_count(in.arch)),
+    << stat_card("Parameters", with_thousands(Network<float>(in.arch).num_params()),
                  std::to_string(in.arch.hidden.size()) + " hidden layer" +
                      (in.arch.hidden.size() == 1 ? "" : "s"))
     << "</div>\n";

@@ -28,12 +28,7 @@ void gather_batch(const Dataset& data, const std::uint32_t* idx, std::size_t B,
   x.resize(B, D);
   const float scale = arch.input_scale(), shift = arch.input_shift();
   // Rows are independent: split them over the pool (a tenth of the default step otherwise).
-  ThreadPool& pool = ThreadPool::global();
-  const int parts = B * D >= 32768 ? pool.num_threads() : 1;
-  pool.run(parts, [&](int part) {
-    const std::size_t begin = B * static_cast<std::size_t>(part) / static_cast<std::size_t>(parts);
-    const std::size_t end =
-        B * static_cast<std::size_t>(part + 1) / static_cast<std::size_t>(parts);
+  ThreadPool::global().for_slices(B, B * D >= 32768, [&](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) {
       // The images are picked at random from 47 MB: fetch the one after next while converting
       // this one, so that its 13 cache lines arrive in the shadow of the work.

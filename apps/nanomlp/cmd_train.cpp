@@ -204,11 +204,6 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   arch.dataset = f.dataset;
 
   // Everything that can be checked without the data is checked before loading it.
-  if (!(opt.schedule.base_lr > 0.0)) {
-    std::ostringstream s;
-    s << "--lr: expected a positive number, got " << opt.schedule.base_lr;
-    throw UsageError(s.str());
-  }
   arch.validate();
   opt.validate(std::numeric_limits<std::size_t>::max());
   check_output_path("--out", f.out);

@@ -77,4 +77,7 @@ class Network {
 // parameters and the size of the model's tensors in bytes.
 std::string model_summary(Network<float>& net);
 
+// "101,770": counts as the summary and the report print them.
+std::string with_thousands(std::size_t n);
+
 }  // namespace nanomlp

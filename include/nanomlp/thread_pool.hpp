@@ -35,6 +35,22 @@ class ThreadPool {
     run_impl(parts, &fn, [](void* ctx, int part) { (*static_cast<Fn*>(ctx))(part); });
   }
 
+  // Calls fn(begin, end) over [0, n): one contiguous slice per thread when `parallel`, else
+  // the whole range on the calling thread. For element-wise passes, whose result does not
+  // depend on the cut.
+  template <typename Fn>
+  void for_slices(std::size_t n, bool parallel, Fn&& fn) {
+    if (!parallel || num_threads_ == 1) {
+      fn(std::size_t{0}, n);
+      return;
+    }
+    const auto parts = static_cast<std::size_t>(num_threads_);
+    run(num_threads_, [&](int part) {
+      const auto p = static_cast<std::size_t>(part);
+      fn(n * p / parts, n * (p + 1) / parts);
+    });
+  }
+
  private:
   using TaskFn = void (*)(void*, int);
   void run_impl(int parts, void* ctx, TaskFn fn);

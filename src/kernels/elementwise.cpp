@@ -12,22 +12,6 @@ namespace {
 // contiguous slices over the pool; below this many elements one thread is faster.
 constexpr std::size_t kParallelMinElements = std::size_t{1} << 16;
 
-// Calls fn(begin, end) over [0, n) in slices: one per thread when the pass touches `elements`
-// >= kParallelMinElements values, else a single slice.
-template <typename Fn>
-void for_slices(std::size_t n, std::size_t elements, Fn&& fn) {
-  ThreadPool& pool = ThreadPool::global();
-  if (elements < kParallelMinElements || pool.num_threads() == 1) {
-    fn(std::size_t{0}, n);
-    return;
-  }
-  const int parts = pool.num_threads();
-  pool.run(parts, [&](int part) {
-    const auto p = static_cast<std::size_t>(part), P = static_cast<std::size_t>(parts);
-    fn(n * p / P, n * (p + 1) / P);
-  });
-}
-
 }  // namespace
 
 // The loops live in plain functions over raw pointers: inside a lambda that captures them by
@@ -42,7 +26,9 @@ void add_bias_range(T* y, const T* b, std::size_t r0, std::size_t r1, std::size_
 
 template <typename T>
 void add_bias_rows(T* y, const T* b, std::size_t N, std::size_t H) {
-  for_slices(N, N * H, [=](std::size_t r0, std::size_t r1) { add_bias_range(y, b, r0, r1, H); });
+  ThreadPool::global().for_slices(
+      N, N * H >= kParallelMinElements,
+      [=](std::size_t r0, std::size_t r1) { add_bias_range(y, b, r0, r1, H); });
 }
 
 template <typename T>
@@ -66,12 +52,16 @@ void relu_backward_range(const T* y, const T* dy, T* dx, std::size_t begin, std:
 
 template <typename T>
 void relu_forward(const T* x, T* y, std::size_t n) {
-  for_slices(n, n, [=](std::size_t b, std::size_t e) { relu_forward_range(x, y, b, e); });
+  ThreadPool::global().for_slices(n, n >= kParallelMinElements, [=](std::size_t b, std::size_t e) {
+    relu_forward_range(x, y, b, e);
+  });
 }
 
 template <typename T>
 void relu_backward(const T* y, const T* dy, T* dx, std::size_t n) {
-  for_slices(n, n, [=](std::size_t b, std::size_t e) { relu_backward_range(y, dy, dx, b, e); });
+  ThreadPool::global().for_slices(n, n >= kParallelMinElements, [=](std::size_t b, std::size_t e) {
+    relu_backward_range(y, dy, dx, b, e);
+  });
 }
 
 void u8_to_float(const std::uint8_t* src, float* dst, std::size_t n, float scale, float shift) {

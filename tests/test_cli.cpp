@@ -24,7 +24,9 @@ namespace nanomlp {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::append_be32;
 using testing::CommandResult;
+using testing::gzip_bytes;
 using testing::read_bytes;
 using testing::real_data_root;
 using testing::run_command;
@@ -108,13 +110,6 @@ void expect_no_model(const std::string& out) {
 
 // --- synthetic MNIST-format data -------------------------------------------------------------
 
-void append_be32(Bytes& out, std::uint32_t v) {
-  out.push_back(static_cast<unsigned char>(v >> 24));
-  out.push_back(static_cast<unsigned char>(v >> 16));
-  out.push_back(static_cast<unsigned char>(v >> 8));
-  out.push_back(static_cast<unsigned char>(v));
-}
-
 unsigned char label_of(std::size_t i) {
   return static_cast<unsigned char>(i % 10);
 }
@@ -148,20 +143,6 @@ Bytes idx_labels(std::size_t count) {
   append_be32(out, 0x00000801);
   append_be32(out, static_cast<std::uint32_t>(count));
   for (std::size_t i = 0; i < count; ++i) out.push_back(label_of(i));
-  return out;
-}
-
-Bytes gzip_bytes(const Bytes& raw) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  Bytes out(deflateBound(&zs, static_cast<uLong>(raw.size())) + 64);
-  zs.next_in = const_cast<unsigned char*>(raw.data());
-  zs.avail_in = static_cast<uInt>(raw.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
   return out;
 }
 

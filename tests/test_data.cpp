@@ -22,15 +22,10 @@ using testing::read_bytes;
 using testing::TempDir;
 using testing::write_bytes;
 using Bytes = std::vector<unsigned char>;
+using testing::append_be32;
+using testing::gzip_bytes;
 
 constexpr std::size_t kTestCount = 3;
-
-void append_be32(Bytes& out, std::uint32_t v) {
-  out.push_back(static_cast<unsigned char>(v >> 24));
-  out.push_back(static_cast<unsigned char>(v >> 16));
-  out.push_back(static_cast<unsigned char>(v >> 8));
-  out.push_back(static_cast<unsigned char>(v));
-}
 
 // A distinct, reproducible value for every pixel so misplaced rows or offsets show up.
 unsigned char pixel_value(std::size_t image, std::size_t pixel) {
@@ -59,21 +54,6 @@ Bytes make_labels(const std::vector<unsigned char>& labels) {
 }
 
 const std::vector<unsigned char> kLabels = {3, 0, 9};
-
-// One gzip member (windowBits 15 + 16 makes deflate write the gzip header and trailer).
-Bytes gzip(const Bytes& data) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  Bytes out(deflateBound(&zs, static_cast<uLong>(data.size())) + 32);
-  zs.next_in = const_cast<Bytef*>(data.data());
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -109,8 +89,8 @@ struct PairFiles {
   PairFiles(const Bytes& image_bytes, const Bytes& label_bytes, bool gzipped = false) {
     images = dir.file(gzipped ? "images.gz" : "images");
     labels = dir.file(gzipped ? "labels.gz" : "labels");
-    write_bytes(images, gzipped ? gzip(image_bytes) : image_bytes);
-    write_bytes(labels, gzipped ? gzip(label_bytes) : label_bytes);
+    write_bytes(images, gzipped ? gzip_bytes(image_bytes) : image_bytes);
+    write_bytes(labels, gzipped ? gzip_bytes(label_bytes) : label_bytes);
   }
   Dataset read() const { return read_idx_pair(images, labels); }
 };
@@ -160,7 +140,7 @@ TEST(ReadMaybeGzip, DecompressesLargeData) {
   TempDir dir;
   Bytes data(3'000'000);  // several inflate chunks
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * i >> 7);
-  write_bytes(dir.file("big.gz"), gzip(data));
+  write_bytes(dir.file("big.gz"), gzip_bytes(data));
   EXPECT_EQ(read_maybe_gzip(dir.file("big.gz"), data.size()), data);
 }
 
@@ -168,8 +148,8 @@ TEST(ReadMaybeGzip, ConcatenatesMultipleMembers) {
   TempDir dir;
   Bytes first = {'a', 'b', 'c'};
   Bytes second = {'d', 'e'};
-  Bytes file = gzip(first);
-  Bytes member = gzip(second);
+  Bytes file = gzip_bytes(first);
+  Bytes member = gzip_bytes(second);
   file.insert(file.end(), member.begin(), member.end());
   write_bytes(dir.file("multi.gz"), file);
   EXPECT_EQ(read_maybe_gzip(dir.file("multi.gz"), 100), (Bytes{'a', 'b', 'c', 'd', 'e'}));
@@ -177,7 +157,7 @@ TEST(ReadMaybeGzip, ConcatenatesMultipleMembers) {
 
 TEST(ReadMaybeGzip, RejectsGarbageAfterTheStream) {
   TempDir dir;
-  Bytes file = gzip({'a', 'b', 'c'});
+  Bytes file = gzip_bytes({'a', 'b', 'c'});
   file.insert(file.end(), {'j', 'u', 'n', 'k'});
   write_bytes(dir.file("junk.gz"), file);
   expect_error<DataError>([&] { read_maybe_gzip(dir.file("junk.gz"), 100); },
@@ -187,7 +167,7 @@ TEST(ReadMaybeGzip, RejectsGarbageAfterTheStream) {
 TEST(ReadMaybeGzip, StopsAtTheSizeLimit) {
   TempDir dir;
   Bytes data(100'000, 7);
-  write_bytes(dir.file("big.gz"), gzip(data));
+  write_bytes(dir.file("big.gz"), gzip_bytes(data));
   write_bytes(dir.file("big"), data);
   expect_error<DataError>([&] { read_maybe_gzip(dir.file("big.gz"), 1000); },
                           {dir.file("big.gz"), "limit of 1000 bytes"});
@@ -202,7 +182,7 @@ TEST(ReadMaybeGzip, DistrustsTheTrailerSize) {
   // The gzip trailer's ISIZE claims 4 GiB - 1; reading must not allocate for that, and the
   // mismatch with the real length is a corrupt stream.
   TempDir dir;
-  Bytes file = gzip(Bytes(1000, 1));
+  Bytes file = gzip_bytes(Bytes(1000, 1));
   for (std::size_t i = file.size() - 4; i < file.size(); ++i) file[i] = 0xff;
   write_bytes(dir.file("liar.gz"), file);
   expect_error<DataError>([&] { read_maybe_gzip(dir.file("liar.gz"), 1 << 20); },
@@ -219,7 +199,7 @@ TEST(ReadMaybeGzip, MissingFile) {
 
 TEST(BadData, TruncatedGzip) {
   TempDir dir;
-  Bytes file = gzip(make_images(kTestCount));
+  Bytes file = gzip_bytes(make_images(kTestCount));
   file.resize(file.size() / 2);
   write_bytes(dir.file("images.gz"), file);
   write_bytes(dir.file("labels"), make_labels(kLabels));
@@ -229,7 +209,7 @@ TEST(BadData, TruncatedGzip) {
 
 TEST(BadData, GzipCutInsideTheTrailer) {
   TempDir dir;
-  Bytes file = gzip(make_labels(kLabels));
+  Bytes file = gzip_bytes(make_labels(kLabels));
   file.resize(file.size() - 3);
   write_bytes(dir.file("labels.gz"), file);
   expect_error<DataError>([&] { read_maybe_gzip(dir.file("labels.gz"), 1 << 20); },
@@ -238,7 +218,7 @@ TEST(BadData, GzipCutInsideTheTrailer) {
 
 TEST(BadData, CorruptGzip) {
   TempDir dir;
-  Bytes file = gzip(make_images(kTestCount));
+  Bytes file = gzip_bytes(make_images(kTestCount));
   // Break the deflate data right after the 10-byte gzip header.
   for (std::size_t i = 10; i < 40; ++i) file[i] = 0xff;
   write_bytes(dir.file("images.gz"), file);
@@ -373,7 +353,7 @@ void write_dataset(const std::string& root, const std::string& name, bool gzippe
   std::filesystem::create_directories(std::filesystem::path(root) / name);
   std::string suffix = gzipped ? ".gz" : "";
   auto put = [&](const std::string& base, const Bytes& bytes) {
-    write_bytes(root + "/" + name + "/" + base + suffix, gzipped ? gzip(bytes) : bytes);
+    write_bytes(root + "/" + name + "/" + base + suffix, gzipped ? gzip_bytes(bytes) : bytes);
   };
   for (const std::string split : {"train", "t10k"}) {
     put(split + "-images-idx3-ubyte", make_images(kTestCount));

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <zlib.h>
+
 namespace nanomlp::testing {
 
 namespace fs = std::filesystem;
@@ -45,6 +47,29 @@ inline void write_bytes(const std::string& path, const std::vector<unsigned char
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
+}
+
+// Appends v as 4 big-endian bytes, as IDX headers store their fields.
+inline void append_be32(std::vector<unsigned char>& out, std::uint32_t v) {
+  out.push_back(static_cast<unsigned char>(v >> 24));
+  out.push_back(static_cast<unsigned char>(v >> 16));
+  out.push_back(static_cast<unsigned char>(v >> 8));
+  out.push_back(static_cast<unsigned char>(v));
+}
+
+// One gzip member (windowBits 15 + 16 makes deflate write the gzip header and trailer).
+inline std::vector<unsigned char> gzip_bytes(const std::vector<unsigned char>& raw) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::vector<unsigned char> out(deflateBound(&zs, static_cast<uLong>(raw.size())) + 64);
+  zs.next_in = const_cast<Bytef*>(raw.data());
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
 }
 
 inline std::vector<unsigned char> read_bytes(const std::string& path) {

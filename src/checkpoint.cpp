@@ -15,7 +15,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kCheckpointFormat = "nanomlp-checkpoint";
-constexpr int kCheckpointVersion = 1;
+// 2: optimizer state of a Linear weight follows the layer's (in, out) layout; version 1 held it
+// (out, in), so its momenta would land on the wrong weights.
+constexpr int kCheckpointVersion = 2;
 
 std::string checkpoint_name(std::size_t epoch) {
   char buf[64];

@@ -16,6 +16,22 @@ std::vector<std::int64_t> torch_shape(const std::string& name, const Matrix& m) 
   return {static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
 }
 
+// A parameter as the file holds it: its shape there and its values in that layout.
+std::vector<std::int64_t> file_shape(const Param<float>& p) {
+  if (!p.transposed_in_file) return torch_shape(p.name, *p.value);
+  return {static_cast<std::int64_t>(p.value->cols()), static_cast<std::int64_t>(p.value->rows())};
+}
+
+std::vector<float> file_values(const Param<float>& p) {
+  const Matrix& m = *p.value;
+  if (!p.transposed_in_file) return {m.begin(), m.end()};
+  std::vector<float> t(m.size());
+  for (std::size_t r = 0; r < m.rows(); ++r) {
+    for (std::size_t c = 0; c < m.cols(); ++c) t[c * m.rows() + r] = m(r, c);
+  }
+  return t;
+}
+
 std::string shape_str(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -34,8 +50,7 @@ SafeTensors model_to_safetensors(Network<float>& net,
   // Module by module, parameters then buffers: the order of PyTorch's state_dict().
   for (auto& layer : net.layers()) {
     for (const auto& p : layer->params()) {
-      st.tensors.push_back(
-          TensorEntry::from_f32(p.name, torch_shape(p.name, *p.value), p.value->data()));
+      st.tensors.push_back(TensorEntry::from_f32(p.name, file_shape(p), file_values(p).data()));
     }
     for (const auto& b : layer->buffers()) {
       st.tensors.push_back(
@@ -73,14 +88,14 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
   Network<float> net(Architecture::from_json(meta("architecture"), source));
 
   std::set<std::string> expected;
-  auto load = [&](const std::string& name, Matrix& dst) {
+  auto load = [&](const std::string& name, Matrix& dst, bool transposed) {
     expected.insert(name);
     const TensorEntry* t = st.find(name);
     if (t == nullptr) {
       throw ModelFormatError(source + ": tensor '" + name + "' required by the architecture (" +
                              net.architecture().describe() + ") is missing");
     }
-    const auto want = torch_shape(name, dst);
+    const auto want = file_shape({name, &dst, nullptr, transposed});
     if (t->shape != want || t->dtype != "F32") {
       throw ModelFormatError(source + ": tensor '" + name + "' should be F32 " + shape_str(want) +
                              " for architecture " + net.architecture().describe() + ", found " +
@@ -90,10 +105,16 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
       throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");
     }
-    std::copy(values.begin(), values.end(), dst.data());
+    if (!transposed) {
+      std::copy(values.begin(), values.end(), dst.data());
+      return;
+    }
+    for (std::size_t r = 0; r < dst.rows(); ++r) {
+      for (std::size_t c = 0; c < dst.cols(); ++c) dst(r, c) = values[c * dst.rows() + r];
+    }
   };
-  for (auto& p : net.params()) load(p.name, *p.value);
-  for (auto& b : net.buffers()) load(b.name, *b.value);
+  for (auto& p : net.params()) load(p.name, *p.value, p.transposed_in_file);
+  for (auto& b : net.buffers()) load(b.name, *b.value, false);
   for (auto& layer : net.layers()) {
     for (auto& [name, value] : layer->counters()) {
       expected.insert(name);

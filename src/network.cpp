@@ -148,10 +148,15 @@ void Network<T>::init(Rng& rng, const std::string& scheme) {
   const bool xavier = scheme == "xavier" || (scheme == "auto" && arch_.activation == "tanh");
   for (auto& layer : layers_) {
     if (auto* dense = dynamic_cast<Dense<T>*>(layer.get())) {
-      const double fan_in = static_cast<double>(dense->W_.cols());
-      const double fan_out = static_cast<double>(dense->W_.rows());
+      Mat<T>& W = dense->W_;  // (D, H)
+      const double fan_in = static_cast<double>(W.rows());
+      const double fan_out = static_cast<double>(W.cols());
       const double stddev = xavier ? std::sqrt(2.0 / (fan_in + fan_out)) : std::sqrt(2.0 / fan_in);
-      for (T& w : dense->W_) w = static_cast<T>(rng.normal() * stddev);
+      // Drawn in the order of PyTorch's (out, in) weight, so a seed gives the same model file
+      // whatever layout the layer keeps.
+      for (std::size_t h = 0; h < W.cols(); ++h) {
+        for (std::size_t d = 0; d < W.rows(); ++d) W(d, h) = static_cast<T>(rng.normal() * stddev);
+      }
       dense->b_.fill(T(0));
     } else if (auto* bn = dynamic_cast<BatchNorm<T>*>(layer.get())) {
       bn->gamma_.fill(T(1));
@@ -167,6 +172,19 @@ template <typename T>
 const Mat<T>& Network<T>::forward(const Mat<T>& x, bool training) {
   const Mat<T>* in = &x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, outs_[i], training);
+    in = &outs_[i];
+  }
+  return *in;
+}
+
+template <typename T>
+const Mat<T>& Network<T>::forward(const SparseBatch& x, bool training) {
+  auto* first = layers_.empty() ? nullptr : dynamic_cast<Dense<T>*>(layers_[0].get());
+  if (first == nullptr) throw std::logic_error("Network: sparse input needs a Linear first layer");
+  first->forward(x, outs_[0]);
+  const Mat<T>* in = &outs_[0];
+  for (std::size_t i = 1; i < layers_.size(); ++i) {
     layers_[i]->forward(*in, outs_[i], training);
     in = &outs_[i];
   }

@@ -14,10 +14,11 @@ using testing::check_layer;
 using testing::fill_random;
 
 TEST(Dense, HandComputedForward) {
-  // W = [[1, 2], [3, 4], [5, 6]] (out 3, in 2), b = (0.5, -1, 0); x = (1, -1).
+  // W = [[1, 3, 5], [2, 4, 6]] (in 2, out 3), b = (0.5, -1, 0); x = (1, -1).
   Dense<double> layer(2, 3, "0.");
-  layer.W_ = Mat<double>(3, 2);
-  const double w[] = {1, 2, 3, 4, 5, 6};
+  ASSERT_EQ(layer.W_.rows(), 2u);
+  ASSERT_EQ(layer.W_.cols(), 3u);
+  const double w[] = {1, 3, 5, 2, 4, 6};
   std::copy(w, w + 6, layer.W_.data());
   layer.b_(0, 0) = 0.5;
   layer.b_(0, 1) = -1;

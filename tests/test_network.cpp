@@ -36,8 +36,8 @@ Network<float> trained_like_network(const Architecture& arch) {
 }
 
 TEST(Network, HandComputedForwardOfTinyNetwork) {
-  // x = (1, 2); W1 = [[1, -1], [0.5, 0.5]], b1 = (0, -2)  -> h = relu(-1, -0.5) = (0, 0)?
-  // Use b1 = (2, 0): pre = (1, 1.5) -> h = (1, 1.5).
+  // x = (1, 2); PyTorch's (out, in) W1 = [[1, -1], [0.5, 0.5]], b1 = (2, 0)
+  //   -> pre = (1, 1.5) -> h = (1, 1.5);
   // W2 = [[1, 0], [-1, 2]], b2 = (0.5, 0) -> z = (1.5, 2).
   // p = softmax(z); loss for label 1 = log(1 + e^{-0.5}).
   Network<double> net(tiny_arch());
@@ -45,7 +45,8 @@ TEST(Network, HandComputedForwardOfTinyNetwork) {
   ASSERT_EQ(params.size(), 4u);
   EXPECT_EQ(params[0].name, "0.weight");
   EXPECT_EQ(params[2].name, "2.weight");
-  const double w1[] = {1, -1, 0.5, 0.5}, b1[] = {2, 0}, w2[] = {1, 0, -1, 2}, b2[] = {0.5, 0};
+  // Stored (in, out): the transposes of PyTorch's W1 and W2 above.
+  const double w1[] = {1, 0.5, -1, 0.5}, b1[] = {2, 0}, w2[] = {1, -1, 0, 2}, b2[] = {0.5, 0};
   std::copy(w1, w1 + 4, params[0].value->data());
   std::copy(b1, b1 + 2, params[1].value->data());
   std::copy(w2, w2 + 4, params[2].value->data());
@@ -129,6 +130,32 @@ TEST(Network, SequentialIndicesLeaveRoomForBatchNormAndDropout) {
   EXPECT_EQ(counter->dtype, "I64");
   EXPECT_TRUE(counter->shape.empty());
   ASSERT_NE(st.find("5.running_var"), nullptr);
+}
+
+TEST(ModelIo, LinearWeightIsPyTorchsOutByInInTheFile) {
+  Architecture a;
+  a.hidden = {3};
+  Network<float> net(a);
+  Rng rng(4);
+  net.init(rng);
+  const Matrix& W = *net.params()[0].value;  // (D, H) = (784, 3)
+  ASSERT_EQ(W.rows(), 784u);
+  ASSERT_EQ(W.cols(), 3u);
+  const SafeTensors st = model_to_safetensors(net);
+  const TensorEntry* t = st.find("0.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->shape, (std::vector<std::int64_t>{3, 784}));
+  const std::vector<float> v = t->to_f32();
+  for (std::size_t h = 0; h < 3; ++h) {
+    for (std::size_t d = 0; d < 784; d += 97) EXPECT_EQ(v[h * 784 + d], W(d, h)) << h << "," << d;
+  }
+  // And back: the reloaded layer computes the same logits.
+  Network<float> back = model_from_safetensors(st, "test");
+  Matrix x(2, 784);
+  for (float& e : x) e = static_cast<float>(rng.uniform());
+  const Matrix z1 = net.forward(x, false);
+  const Matrix& z2 = back.forward(x, false);
+  for (std::size_t i = 0; i < z1.size(); ++i) EXPECT_EQ(z1.data()[i], z2.data()[i]);
 }
 
 TEST(Network, EvaluationIsDeterministicWithDropoutAndBatchNorm) {

@@ -567,7 +567,7 @@ TEST_F(TrainerTest, ResumeFromACheckpointWithInconsistentContentIsAModelFormatEr
     EXPECT_THAT(msg, HasSubstr(path)) << what;
     EXPECT_THAT(msg, HasSubstr(what));
   };
-  expect_rejected([](SafeTensors& st) { st.metadata["checkpoint_version"] = "2"; },
+  expect_rejected([](SafeTensors& st) { st.metadata["checkpoint_version"] = "1"; },
                   "checkpoint version");
   expect_rejected([](SafeTensors& st) { st.metadata.erase("shuffle_rng"); }, "shuffle_rng");
   expect_rejected([](SafeTensors& st) { st.metadata["shuffle_rng"] = "xyz"; }, "generator");

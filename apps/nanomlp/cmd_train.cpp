@@ -58,6 +58,7 @@ struct TrainFlags {
   std::string report;
   std::string checkpoint_dir;
   bool resume = false;
+  std::string sparse_input = "auto";
   bool quiet = false;
 };
 
@@ -201,6 +202,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.seed = f.seed;
   opt.checkpoint_dir = f.checkpoint_dir;
   opt.resume = f.resume;
+  opt.sparse_input = f.sparse_input;
   arch.dataset = f.dataset;
 
   // Everything that can be checked without the data is checked before loading it.
@@ -392,6 +394,11 @@ Runner add_train(CLI::App& app) {
                  "Write a self-contained HTML report (curves, confusion, mistakes)");
   app.add_option("--checkpoint-dir", f->checkpoint_dir, "Write a checkpoint after every epoch");
   app.add_flag("--resume", f->resume, "Continue from the newest checkpoint in --checkpoint-dir");
+  app.add_option("--sparse-input", f->sparse_input,
+                 "First layer reads images without their background: auto (when under " +
+                     std::to_string(static_cast<int>(kSparseInputMaxDensity * 100)) +
+                     "% of pixels are inked), on, off")
+      ->capture_default_str();
   app.add_flag("--quiet", f->quiet, "Print only the final result");
   return [&app, f] { return run_train(app, *f); };
 }

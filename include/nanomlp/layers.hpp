@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nanomlp/rng.hpp"
+#include "nanomlp/sparse.hpp"
 #include "nanomlp/tensor.hpp"
 
 namespace nanomlp {
@@ -21,6 +22,8 @@ struct Param {
   std::string name;
   Mat<T>* value;
   Mat<T>* grad;
+  // The file (PyTorch's state dict) holds value^T: a Linear weight is (out, in) there.
+  bool transposed_in_file = false;
 };
 
 // Saved, non-trainable state (batch-norm running statistics).
@@ -50,25 +53,31 @@ class Layer {
   virtual void set_rng(Rng* /*rng*/) {}
 };
 
-// y = x W^T + b: PyTorch's nn.Linear, with W stored as [out, in] so the file needs no transpose.
+// y = x W + b: PyTorch's nn.Linear. W is kept (D, H), one row per input, as the original writes
+// it and as both kernels want it: the GEMMs need no transpose and the sparse input path adds
+// whole rows of W. Files hold PyTorch's weight, W^T (H, D); model_io transposes.
 template <typename T>
 class Dense final : public Layer<T> {
  public:
   Dense(std::size_t in_features, std::size_t out_features, std::string prefix);
   const char* type() const override { return "Linear"; }
-  std::size_t out_features(std::size_t) const override { return W_.rows(); }
+  std::size_t out_features(std::size_t) const override { return W_.cols(); }
   void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
+  // The same forward pass for a batch of images held without their background (float only).
+  void forward(const SparseBatch& x, Mat<T>& y);
   void backward(const Mat<T>& dy, Mat<T>* dx) override;
   std::vector<Param<T>> params() override;
 
-  Mat<T> W_;   // (H, D)
+  Mat<T> W_;   // (D, H)
   Mat<T> b_;   // (1, H)
-  Mat<T> dW_;  // (H, D)
+  Mat<T> dW_;  // (D, H)
   Mat<T> db_;  // (1, H)
 
  private:
   std::string prefix_;
-  const Mat<T>* x_ = nullptr;  // (N, D) input of the last forward, for dW = dy^T x
+  // The input of the last forward, for dW = x^T dy: one of the two is set.
+  const Mat<T>* x_ = nullptr;          // (N, D)
+  const SparseBatch* sparse_x_ = nullptr;  // (N, D)
 };
 
 // Element-wise activations. Each caches a pointer to its output or input (whichever its

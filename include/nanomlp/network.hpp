@@ -55,6 +55,9 @@ class Network {
 
   // x (N, D) -> logits (N, K). The returned matrix lives until the next forward.
   const Mat<T>& forward(const Mat<T>& x, bool training);
+  // The same for images held without their background (nanomlp/sparse.hpp; float only). The
+  // first layer then gets no input gradient, as with a dense x.
+  const Mat<T>& forward(const SparseBatch& x, bool training);
   // dlogits (N, K) -> gradients of every parameter.
   void backward(const Mat<T>& dlogits);
 

@@ -30,11 +30,21 @@ struct TrainOptions {
   std::optional<bool> eval_test_every_epoch;
   std::string checkpoint_dir;  // empty: no checkpoints
   bool resume = false;
+  // How the first layer reads the images: "on" without their background pixels
+  // (nanomlp/sparse.hpp), "off" as dense floats, "auto" sparse when the data is sparse enough.
+  std::string sparse_input = "auto";
 
   // Throws UsageError naming the flag for an invalid value.
   void validate(std::size_t train_count) const;
   std::string to_json() const;
 };
+
+// Above this share of nonzero pixels the dense GEMM beats the sparse input path.
+inline constexpr double kSparseInputMaxDensity = 0.35;
+
+// Whether to read `data` sparse, for mode "on", "off" or "auto" (by the density of its first
+// 1,000 images). Throws UsageError naming --sparse-input for any other mode.
+bool use_sparse_input(const Dataset& data, const std::string& mode);
 
 struct EpochRecord {
   std::size_t epoch = 0;                      // 1-based

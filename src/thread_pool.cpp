@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <bit>
 #include <stdexcept>
 
 namespace nanomlp {
@@ -55,18 +56,23 @@ void ThreadPool::set_num_threads(int n) {
   // Each worker starts from the generation current now; reading it inside the new thread
   // could miss a job posted before the thread got to run.
   const std::uint32_t start = generation_of(job_.load(std::memory_order_acquire));
-  for (int i = 1; i < n; ++i) workers_.emplace_back([this, start] { worker_loop(start); });
+  for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
 }
 
-void ThreadPool::work_on(std::uint32_t generation) {
+void ThreadPool::work_on(int self, std::uint32_t generation) {
   std::uint64_t w = job_.load(std::memory_order_acquire);
   for (;;) {
-    if (generation_of(w) != generation || next_of(w) >= parts_of(w)) return;
+    if (generation_of(w) != generation) return;
+    const int parts = parts_of(w);
+    const std::uint32_t all = parts >= 32 ? ~0u : (1u << parts) - 1u;
+    const std::uint32_t open = all & ~claimed_of(w);
+    if (open == 0) return;
+    const int part = self < parts && ((open >> self) & 1u) ? self : std::countr_zero(open);
     // A successful claim means the job still has this slice outstanding, so the caller is
     // still waiting in run_impl and ctx_/fn_ are this job's.
-    if (job_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+    if (job_.compare_exchange_weak(w, w | (std::uint64_t{1} << part), std::memory_order_acq_rel,
                                    std::memory_order_acquire)) {
-      fn_(ctx_, next_of(w));
+      fn_(ctx_, part);
       done_.fetch_add(1, std::memory_order_acq_rel);
       w = job_.load(std::memory_order_acquire);
     }
@@ -74,7 +80,7 @@ void ThreadPool::work_on(std::uint32_t generation) {
 }
 
 void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
-  parts = std::clamp(parts, 1, std::min(num_threads_, 0xffff));
+  parts = std::clamp(parts, 1, max_parts());
   if (parts == 1) {
     fn(ctx, 0);
     return;
@@ -85,13 +91,13 @@ void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
     ctx_ = ctx;
     fn_ = fn;
     done_.store(0, std::memory_order_relaxed);
-    generation = generation_of(job_.load(std::memory_order_relaxed)) + 1;
+    generation = (generation_of(job_.load(std::memory_order_relaxed)) + 1) & 0xffffffu;
     job_.store(
-        (static_cast<std::uint64_t>(generation) << 32) | (static_cast<std::uint64_t>(parts) << 16),
+        (static_cast<std::uint64_t>(generation) << 40) | (static_cast<std::uint64_t>(parts) << 32),
         std::memory_order_release);
   }
   wake_.notify_all();
-  work_on(generation);
+  work_on(0, generation);
   // Slices are tens of microseconds: spin briefly, then yield so that a worker sharing this
   // core can finish its slice.
   for (int spins = 0; done_.load(std::memory_order_acquire) < parts; ++spins) {
@@ -103,7 +109,7 @@ void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
   }
 }
 
-void ThreadPool::worker_loop(std::uint32_t seen) {
+void ThreadPool::worker_loop(int self, std::uint32_t seen) {
   for (;;) {
     int spins = 0;
     while (generation_of(job_.load(std::memory_order_acquire)) == seen && spins < kSpinPauses) {
@@ -118,7 +124,7 @@ void ThreadPool::worker_loop(std::uint32_t seen) {
       if (stop_) return;
       seen = generation_of(job_.load(std::memory_order_acquire));
     }
-    work_on(seen);
+    work_on(self, seen);
   }
 }
 

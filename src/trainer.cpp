@@ -21,13 +21,20 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+std::size_t first_width(const Architecture& arch) {
+  return arch.hidden.empty() ? arch.num_classes : arch.hidden[0];
+}
+
 // The inputs of a batch in the form the first layer reads fastest: normalised floats (B, D),
 // or the images without their background (nanomlp/sparse.hpp), which for MNIST skips four
 // pixels in five.
 class BatchInput {
  public:
   BatchInput(bool sparse, const Architecture& arch)
-      : sparse_(sparse), scale_(arch.input_scale()), shift_(arch.input_shift()) {}
+      : sparse_(sparse),
+        scale_(arch.input_scale()),
+        shift_(arch.input_shift()),
+        first_width_(first_width(arch)) {}
 
   // Reads the images idx[0..B) and their labels.
   void gather(const Dataset& data, const std::uint32_t* idx, std::size_t B, std::uint8_t* labels) {
@@ -36,7 +43,8 @@ class BatchInput {
     ThreadPool& pool = ThreadPool::global();
     if (sparse_) {
       kernels::sparse_reshape(sparse_x_, B, D, shift_);
-      pool.for_slices(sparse_x_.blocks(), true, [&](std::size_t begin, std::size_t end) {
+      const bool parallel = kernels::sparse_parallel(B, first_width_);
+      pool.for_slices(sparse_x_.blocks(), parallel, [&](std::size_t begin, std::size_t end) {
         for (std::size_t b = begin; b < end; ++b) {
           kernels::sparse_encode_block(sparse_x_, b, data.images.data(), idx, scale_);
         }
@@ -66,8 +74,9 @@ class BatchInput {
  private:
   bool sparse_;
   float scale_, shift_;
-  Matrix dense_x_;         // (B, D)
-  SparseBatch sparse_x_;  // (B, D)
+  std::size_t first_width_;  // H of the first layer
+  Matrix dense_x_;           // (B, D)
+  SparseBatch sparse_x_;     // (B, D)
 };
 
 std::string format_lr(double lr) {
@@ -78,13 +87,14 @@ std::string format_lr(double lr) {
 
 }  // namespace
 
-bool use_sparse_input(const Dataset& data, const std::string& mode) {
+bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width) {
   if (mode == "on") return true;
   if (mode == "off") return false;
   if (mode != "auto") {
     throw UsageError("--sparse-input: expected auto, on or off, got '" + mode + "'");
   }
-  // The first images tell the density well enough (MNIST 19%, Fashion-MNIST 50%).
+  if (width > kSparseInputMaxWidth) return false;
+  // The first images tell the density well enough.
   const std::size_t n = std::min<std::size_t>(data.count, 1000) * kImagePixels;
   if (n == 0) return false;
   const auto nonzero = static_cast<std::size_t>(
@@ -114,8 +124,8 @@ void TrainOptions::validate(std::size_t train_count) const {
   if (optimizer.nesterov && optimizer.momentum <= 0.0) {
     throw UsageError("--nesterov: needs --momentum > 0");
   }
-  make_optimizer(optimizer);  // validates the name
-  use_sparse_input(Dataset{}, sparse_input);  // validates the mode
+  make_optimizer(optimizer);                     // validates the name
+  use_sparse_input(Dataset{}, sparse_input, 0);  // validates the mode
   validate_schedule(schedule);
   if (resume && checkpoint_dir.empty()) {
     throw UsageError("--resume: needs --checkpoint-dir DIR");
@@ -170,7 +180,8 @@ EvalResult evaluate(Network<float>& net, const Dataset& data,
     std::iota(all.begin(), all.end(), 0u);
     indices = &all;
   }
-  BatchInput input(use_sparse_input(data, "auto"), net.architecture());
+  BatchInput input(use_sparse_input(data, "auto", first_width(net.architecture())),
+                   net.architecture());
   Matrix p;
   std::vector<std::uint8_t> labels(kBatch);
   double loss = 0.0;
@@ -244,8 +255,8 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   }
 
   // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
-  BatchInput input(use_sparse_input(data.train, options.sparse_input), arch);
-  Matrix dz(B, K);            // (B, K)
+  BatchInput input(use_sparse_input(data.train, options.sparse_input, first_width(arch)), arch);
+  Matrix dz(B, K);  // (B, K)
   std::vector<std::uint8_t> labels(B);
 
   const auto loop_start = Clock::now();

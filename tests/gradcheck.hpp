@@ -12,8 +12,9 @@
 
 namespace nanomlp::testing {
 
-inline void fill_random(Mat<double>& m, Rng& rng, double scale = 1.0) {
-  for (double& v : m) v = (rng.uniform() * 2.0 - 1.0) * scale;
+template <typename T>
+void fill_random(Mat<T>& m, Rng& rng, double scale = 1.0) {
+  for (T& v : m) v = static_cast<T>((rng.uniform() * 2.0 - 1.0) * scale);
 }
 
 // |a - b| / max(1, |a|, |b|): relative for large values, absolute near zero.

@@ -395,9 +395,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--checkpoint-dir", f->checkpoint_dir, "Write a checkpoint after every epoch");
   app.add_flag("--resume", f->resume, "Continue from the newest checkpoint in --checkpoint-dir");
   app.add_option("--sparse-input", f->sparse_input,
-                 "First layer reads images without their background: auto (when under " +
+                 "First layer skips the background pixels: auto (when at most " +
                      std::to_string(static_cast<int>(kSparseInputMaxDensity * 100)) +
-                     "% of pixels are inked), on, off")
+                     "% of pixels are inked and it is at most " +
+                     std::to_string(kSparseInputMaxWidth) + " wide), on, off")
       ->capture_default_str();
   app.add_flag("--quiet", f->quiet, "Print only the final result");
   return [&app, f] { return run_train(app, *f); };

@@ -76,8 +76,9 @@ class Dense final : public Layer<T> {
  private:
   std::string prefix_;
   // The input of the last forward, for dW = x^T dy: one of the two is set.
-  const Mat<T>* x_ = nullptr;          // (N, D)
+  const Mat<T>* x_ = nullptr;              // (N, D)
   const SparseBatch* sparse_x_ = nullptr;  // (N, D)
+  Mat<T> scratch_;  // (threads, block rows * H + gap): per-thread outputs of the sparse forward
 };
 
 // Element-wise activations. Each caches a pointer to its output or input (whichever its

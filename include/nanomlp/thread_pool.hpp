@@ -1,9 +1,11 @@
 // One persistent pool of worker threads for every parallel loop in nanomlp. A job is cut into
 // `parts` fixed slices (the cut depends only on the thread count, so results are the same on
-// every run); whichever thread is free claims the next slice, the caller included. So a worker
-// that the OS has descheduled never stalls the step: the caller simply does its slice.
+// every run). Thread t (the caller is 0) does slice t, so a slice's data stays in the same
+// core's cache from one step to the next; a thread that has finished takes any slice nobody has
+// claimed yet, so a worker that the OS has descheduled never stalls the step.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -27,6 +29,9 @@ class ThreadPool {
   // Total threads taking part in run(), the caller included. n < 1 means all cores.
   void set_num_threads(int n);
   int num_threads() const { return num_threads_; }
+  // Slices one job can have: the threads, at most kMaxParts.
+  int max_parts() const { return std::min(num_threads_, kMaxParts); }
+  static constexpr int kMaxParts = 32;
 
   // Calls fn(part) once for each part in [0, parts) and returns when all are done.
   // Not reentrant: fn must not call run() itself.
@@ -44,8 +49,8 @@ class ThreadPool {
       fn(std::size_t{0}, n);
       return;
     }
-    const auto parts = static_cast<std::size_t>(num_threads_);
-    run(num_threads_, [&](int part) {
+    const auto parts = static_cast<std::size_t>(max_parts());
+    run(max_parts(), [&](int part) {
       const auto p = static_cast<std::size_t>(part);
       fn(n * p / parts, n * (p + 1) / parts);
     });
@@ -54,18 +59,19 @@ class ThreadPool {
  private:
   using TaskFn = void (*)(void*, int);
   void run_impl(int parts, void* ctx, TaskFn fn);
-  void worker_loop(std::uint32_t seen_generation);
-  // Claims and runs slices of the job whose generation is `generation` until none is left.
-  void work_on(std::uint32_t generation);
+  void worker_loop(int self, std::uint32_t seen_generation);
+  // Claims and runs slices of the job whose generation is `generation` until none is left,
+  // slice `self` first.
+  void work_on(int self, std::uint32_t generation);
   void stop_workers();
 
-  // The job word: generation (32 bits) | parts (16) | next unclaimed part (16). One atomic
-  // word, so a claim succeeds only while its job is current and has slices left.
+  // The job word: generation (24 bits) | parts (8) | one claimed bit per part (32). One atomic
+  // word, so a claim succeeds only while its job is current and the slice is still open.
   static std::uint32_t generation_of(std::uint64_t w) {
-    return static_cast<std::uint32_t>(w >> 32);
+    return static_cast<std::uint32_t>(w >> 40);
   }
-  static int parts_of(std::uint64_t w) { return static_cast<int>((w >> 16) & 0xffff); }
-  static int next_of(std::uint64_t w) { return static_cast<int>(w & 0xffff); }
+  static int parts_of(std::uint64_t w) { return static_cast<int>((w >> 32) & 0xff); }
+  static std::uint32_t claimed_of(std::uint64_t w) { return static_cast<std::uint32_t>(w); }
 
   int num_threads_ = 1;
   std::vector<std::thread> workers_;

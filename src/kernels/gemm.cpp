@@ -87,7 +87,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t 
   check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   if (M == 0 || N == 0) return;
   ThreadPool& pool = ThreadPool::global();
-  const int threads = pool.num_threads();
+  const int threads = pool.max_parts();
   const std::size_t max_parts =
       std::min<std::size_t>(static_cast<std::size_t>(threads), M * N * K / kMinWorkPerPart);
   if (max_parts < 2 || std::max(M, N) < 2 * kSplitAlign) {

@@ -68,10 +68,10 @@ TileMasks tile_masks(std::size_t width) {  // width <= kTile columns
 // y rows of block b, columns [h0, h0 + 16 V): bias, plus each stored pixel's weight row
 // scaled by its value, plus shift times the column sums of W (summed on the way).
 template <int V, bool Tail>
-void forward_tile(const SparseBatch& s, std::size_t b, const float* W, const float* bias,
-                  float* y, std::size_t H, std::size_t h0, const TileMasks& t) {
-  const std::size_t D = s.cols, r0 = s.block_begin[b], r1 = s.block_begin[b + 1];
-  for (std::size_t r = r0; r < r1; ++r) {
+void forward_tile(const SparseBatch& s, std::size_t b, const float* W, const float* bias, float* y,
+                  std::size_t H, std::size_t h0, const TileMasks& t) {
+  const std::size_t D = s.cols, rows_in_block = s.block_begin[b + 1] - s.block_begin[b];
+  for (std::size_t r = 0; r < rows_in_block; ++r) {
     for (int v = 0; v < V; ++v) {
       store<Tail>(y + r * H + h0 + 16 * v, load<Tail>(bias + h0 + 16 * v, t, v, V - 1), t, v,
                   V - 1);
@@ -81,7 +81,7 @@ void forward_tile(const SparseBatch& s, std::size_t b, const float* W, const flo
   for (int v = 0; v < V; ++v) colsum[v] = _mm512_setzero_ps();
   const std::uint16_t* rows = s.row.data();
   const float* values = s.value.data();
-  float* yb = y + r0 * H + h0;
+  float* yb = y + h0;
   for (std::size_t k = 0; k < D; ++k) {
     const float* wk = W + k * H + h0;
     __m512 w[V];
@@ -100,7 +100,7 @@ void forward_tile(const SparseBatch& s, std::size_t b, const float* W, const flo
   }
   if (s.shift != 0.0f) {
     const __m512 shift = _mm512_set1_ps(s.shift);
-    for (std::size_t r = r0; r < r1; ++r) {
+    for (std::size_t r = 0; r < rows_in_block; ++r) {
       for (int v = 0; v < V; ++v) {
         float* p = y + r * H + h0 + 16 * v;
         store<Tail>(p, _mm512_fmadd_ps(shift, colsum[v], load<Tail>(p, t, v, V - 1)), t, v, V - 1);
@@ -113,9 +113,9 @@ void forward_tile(const SparseBatch& s, std::size_t b, const float* W, const flo
 // accumulators (even and odd entries of each block) so that consecutive FMAs do not wait on
 // each other; the order depends on the batch only, never on the tiling.
 template <int V, bool Tail>
-void grad_tile(const SparseBatch& s, const float* dy, std::size_t H, std::size_t h0, float* dW,
-               float* db, const TileMasks& t) {
-  const std::size_t D = s.cols, N = s.rows;
+void grad_tile(const SparseBatch& s, const float* dy, std::size_t H, std::size_t h0, std::size_t k0,
+               std::size_t k1, float* dW, float* db, const TileMasks& t) {
+  const std::size_t N = s.rows;
   __m512 base[V];
   for (int v = 0; v < V; ++v) base[v] = _mm512_setzero_ps();
   for (std::size_t n = 0; n < N; ++n) {
@@ -125,12 +125,12 @@ void grad_tile(const SparseBatch& s, const float* dy, std::size_t H, std::size_t
   }
   const __m512 shift = _mm512_set1_ps(s.shift);
   for (int v = 0; v < V; ++v) {
-    store<Tail>(db + h0 + 16 * v, base[v], t, v, V - 1);
+    if (db != nullptr) store<Tail>(db + h0 + 16 * v, base[v], t, v, V - 1);
     base[v] = _mm512_mul_ps(shift, base[v]);
   }
   const std::uint16_t* rows = s.row.data();
   const float* values = s.value.data();
-  for (std::size_t k = 0; k < D; ++k) {
+  for (std::size_t k = k0; k < k1; ++k) {
     __m512 acc0[V], acc1[V];
     for (int v = 0; v < V; ++v) {
       acc0[v] = base[v];
@@ -164,21 +164,21 @@ void grad_tile(const SparseBatch& s, const float* dy, std::size_t H, std::size_t
   }
 }
 
-// Calls fn.template operator()<V>(h0, masks) for each tile of [h0, h1).
+// Calls fn.template operator()<V, Tail>(h0, masks) for each tile of [0, H).
 template <typename Fn>
-void for_each_tile(std::size_t h0, std::size_t h1, Fn&& fn) {
-  for (std::size_t lo = h0; lo < h1; lo += kTile) {
-    const std::size_t width = std::min(kTile, h1 - lo);
+void for_each_tile(std::size_t H, Fn&& fn) {
+  for (std::size_t lo = 0; lo < H; lo += kTile) {
+    const std::size_t width = std::min(kTile, H - lo);
     const TileMasks t = tile_masks(width);
     const bool tail = width % 16 != 0;
     switch ((width + 15) / 16) {
-#define NANOMLP_TILE_CASE(V)                                     \
-  case V:                                                        \
-    if (tail) {                                                  \
-      fn.template operator()<V, true>(lo, t);                    \
-    } else {                                                     \
-      fn.template operator()<V, false>(lo, t);                   \
-    }                                                            \
+#define NANOMLP_TILE_CASE(V)                   \
+  case V:                                      \
+    if (tail) {                                \
+      fn.template operator()<V, true>(lo, t);  \
+    } else {                                   \
+      fn.template operator()<V, false>(lo, t); \
+    }                                          \
     break;
       NANOMLP_TILE_CASE(1)
       NANOMLP_TILE_CASE(2)
@@ -211,7 +211,8 @@ void sparse_reshape(SparseBatch& s, std::size_t N, std::size_t D, float shift) {
   // Near-equal blocks: N = 100 gives 25, 25, 25, 25 rather than 32, 32, 32, 4, so that threads
   // taking whole blocks get equal shares.
   for (std::size_t b = 0; b <= blocks; ++b) s.block_begin[b] = blocks ? N * b / blocks : 0;
-  s.col_start.resize(blocks * (D + 1));
+  s.col_stride = (D + 1 + 15) / 16 * 16 + 4096;
+  s.col_start.resize(blocks * s.col_stride);
   if (s.row.size() < N * D) {
     s.row.resize(N * D);
     s.value.resize(N * D);
@@ -222,7 +223,7 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
                          const std::uint32_t* idx, float scale) {
   check_block(s, b, "sparse_encode_block");
   const std::size_t D = s.cols, r0 = s.block_begin[b], r1 = s.block_begin[b + 1];
-  std::uint32_t* cs = s.col_start.data() + b * (D + 1);
+  std::uint32_t* cs = s.col_start.data() + b * s.col_stride;
   // Counting sort by pixel: count each pixel's entries into cs[k + 1], turn the counts into
   // start offsets, then place the entries row by row, so each pixel lists its rows in order.
   std::fill(cs, cs + D + 1, 0u);
@@ -271,59 +272,58 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
 }
 
 void sparse_forward_block(const SparseBatch& s, std::size_t b, const float* W, const float* bias,
-                          float* y, std::size_t H) {
+                          float* y_block, std::size_t H) {
   check_block(s, b, "sparse_forward_block");
 #if NANOMLP_SPARSE_AVX512
-  for_each_tile(0, H, [&]<int V, bool Tail>(std::size_t h0, const TileMasks& t) {
-    forward_tile<V, Tail>(s, b, W, bias, y, H, h0, t);
+  for_each_tile(H, [&]<int V, bool Tail>(std::size_t h0, const TileMasks& t) {
+    forward_tile<V, Tail>(s, b, W, bias, y_block, H, h0, t);
   });
 #else
-  const std::size_t D = s.cols, r0 = s.block_begin[b], r1 = s.block_begin[b + 1];
+  const std::size_t D = s.cols, rows_in_block = s.block_begin[b + 1] - s.block_begin[b];
   std::vector<float> colsum(H, 0.0f);
-  for (std::size_t r = r0; r < r1; ++r) std::copy(bias, bias + H, y + r * H);
+  for (std::size_t r = 0; r < rows_in_block; ++r) std::copy(bias, bias + H, y_block + r * H);
   for (std::size_t k = 0; k < D; ++k) {
     const float* wk = W + k * H;
     for (std::size_t h = 0; h < H; ++h) colsum[h] += wk[h];
     for (std::uint32_t e = s.begin(b, k); e < s.end(b, k); ++e) {
-      float* yr = y + (r0 + s.row[e]) * H;
+      float* yr = y_block + s.row[e] * H;
       const float a = s.value[e];
       for (std::size_t h = 0; h < H; ++h) yr[h] += a * wk[h];
     }
   }
   if (s.shift != 0.0f) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      for (std::size_t h = 0; h < H; ++h) y[r * H + h] += s.shift * colsum[h];
+    for (std::size_t r = 0; r < rows_in_block; ++r) {
+      for (std::size_t h = 0; h < H; ++h) y_block[r * H + h] += s.shift * colsum[h];
     }
   }
 #endif
 }
 
-void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, std::size_t h0,
-                        std::size_t h1, float* dW, float* db) {
-  if (h0 > h1 || h1 > H || s.cols == 0) {
-    throw std::invalid_argument("sparse_weight_grad: columns [" + std::to_string(h0) + ", " +
-                                std::to_string(h1) + ") of H=" + std::to_string(H));
+void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, std::size_t k0,
+                        std::size_t k1, float* dW, float* db) {
+  if (k0 > k1 || k1 > s.cols || s.cols == 0) {
+    throw std::invalid_argument("sparse_weight_grad: pixels [" + std::to_string(k0) + ", " +
+                                std::to_string(k1) + ") of D=" + std::to_string(s.cols));
   }
 #if NANOMLP_SPARSE_AVX512
-  for_each_tile(h0, h1, [&]<int V, bool Tail>(std::size_t lo, const TileMasks& t) {
-    grad_tile<V, Tail>(s, dy, H, lo, dW, db, t);
+  for_each_tile(H, [&]<int V, bool Tail>(std::size_t h0, const TileMasks& t) {
+    grad_tile<V, Tail>(s, dy, H, h0, k0, k1, dW, db, t);
   });
 #else
-  const std::size_t D = s.cols;
-  for (std::size_t h = h0; h < h1; ++h) {
-    float sum = 0.0f;
-    for (std::size_t n = 0; n < s.rows; ++n) sum += dy[n * H + h];
-    db[h] = sum;
+  std::vector<float> sum(H, 0.0f);
+  for (std::size_t n = 0; n < s.rows; ++n) {
+    for (std::size_t h = 0; h < H; ++h) sum[h] += dy[n * H + h];
   }
-  for (std::size_t k = 0; k < D; ++k) {
+  if (db != nullptr) std::copy(sum.begin(), sum.end(), db);
+  for (std::size_t k = k0; k < k1; ++k) {
     float* dwk = dW + k * H;
-    for (std::size_t h = h0; h < h1; ++h) dwk[h] = s.shift * db[h];
+    for (std::size_t h = 0; h < H; ++h) dwk[h] = s.shift * sum[h];
     for (std::size_t b = 0; b < s.blocks(); ++b) {
       const float* dyb = dy + s.block_begin[b] * H;
       for (std::uint32_t e = s.begin(b, k); e < s.end(b, k); ++e) {
         const float a = s.value[e];
         const float* d = dyb + s.row[e] * H;
-        for (std::size_t h = h0; h < h1; ++h) dwk[h] += a * d[h];
+        for (std::size_t h = 0; h < H; ++h) dwk[h] += a * d[h];
       }
     }
   }

@@ -35,6 +35,7 @@
 #include "nanomlp/network.hpp"
 #include "nanomlp/optim.hpp"
 #include "nanomlp/rng.hpp"
+#include "nanomlp/sparse.hpp"
 #include "nanomlp/tensor.hpp"
 #include "nanomlp/thread_pool.hpp"
 
@@ -76,23 +77,23 @@ struct GemmShape {
   std::string product;  // e.g. X(64x784)*W^T(784x128)
 };
 
-// The products of one Dense layer (D inputs, H outputs) at batch B, as Dense<T>::forward and
-// Dense<T>::backward call gemm:
-//   forward  y (B, H) = x (B, D) W^T (D, H)      gemm(false, true,  B, H, D)
-//   weights  dW (H, D) = dy^T (H, B) x (B, D)     gemm(true,  false, H, D, B)
-//   input    dx (B, D) = dy (B, H) W (H, D)       gemm(false, false, B, D, H), not for layer 1
+// The products of one Dense layer (D inputs, H outputs, W kept (D, H)) at batch B, as
+// Dense<T>::forward and Dense<T>::backward call gemm on the dense input path:
+//   forward  y (B, H) = x (B, D) W (D, H)         gemm(false, false, B, H, D)
+//   weights  dW (D, H) = x^T (D, B) dy (B, H)     gemm(true,  false, D, H, B)
+//   input    dx (B, D) = dy (B, H) W^T (H, D)     gemm(false, true,  B, D, H), not for layer 1
 void add_dense(std::vector<GemmShape>& out, const std::string& net, std::size_t B, int layer,
                std::size_t D, std::size_t H) {
   const std::string l = "l" + std::to_string(layer);
   const std::string b = std::to_string(B), d = std::to_string(D), h = std::to_string(H);
   const std::string x = layer == 1 ? "X" : "A" + std::to_string(layer - 1);
-  out.push_back({net, B, l + ".fwd", false, true, B, H, D,
-                 x + "(" + b + "x" + d + ")*W^T(" + d + "x" + h + ")"});
-  out.push_back({net, B, l + ".dW", true, false, H, D, B,
-                 "dY^T(" + h + "x" + b + ")*" + x + "(" + b + "x" + d + ")"});
+  out.push_back({net, B, l + ".fwd", false, false, B, H, D,
+                 x + "(" + b + "x" + d + ")*W(" + d + "x" + h + ")"});
+  out.push_back({net, B, l + ".dW", true, false, D, H, B,
+                 x + "^T(" + d + "x" + b + ")*dY(" + b + "x" + h + ")"});
   if (layer > 1) {
-    out.push_back({net, B, l + ".dX", false, false, B, D, H,
-                   "dY(" + b + "x" + h + ")*W(" + h + "x" + d + ")"});
+    out.push_back({net, B, l + ".dX", false, true, B, D, H,
+                   "dY(" + b + "x" + h + ")*W^T(" + h + "x" + d + ")"});
   }
 }
 
@@ -206,14 +207,40 @@ void bm_gather(benchmark::State& state, std::size_t B) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * B * D * 5));
 }
 
+// 60,000 MNIST-like images (19% of pixels inked, as MNIST) and one first layer, for the sparse
+// kernels.
+constexpr std::size_t kSparseImages = 60000;
+struct SparseStep {
+  std::vector<std::uint8_t> images;
+  std::vector<std::uint32_t> idx;
+  nanomlp::SparseBatch x;
+  Matrix W{784, 128}, bias{1, 128}, y{64, 128}, dW{784, 128};
+  SparseStep() : images(kSparseImages * 784), idx(kSparseImages) {
+    nanomlp::Rng rng(21);
+    for (auto& p : images)
+      p = rng.uniform() < 0.19 ? static_cast<std::uint8_t>(1 + rng.below(255)) : 0;
+    std::iota(idx.begin(), idx.end(), 0u);
+    rng.shuffle(idx);
+    fill_random(W, 22);
+    fill_random(y, 23);
+  }
+  void encode(std::size_t start) {
+    kernels::sparse_reshape(x, 64, 784, -0.4242f);
+    for (std::size_t b = 0; b < x.blocks(); ++b) {
+      kernels::sparse_encode_block(x, b, images.data(), idx.data() + start, 1.0f / 255 / 0.3081f);
+    }
+  }
+};
+
 void register_elementwise() {
   struct Shape {
     std::size_t N, H;
     int calls_bias, calls_relu, calls_sum;
   };
-  // (64, 128): the hidden layer of the default step; (64, 10): its output layer;
+  // (64, 128): the hidden layer of the default step, whose bias and db the sparse kernels
+  // compute (so none of those calls on its step); (64, 10): its output layer;
   // (256, 1024): a hidden layer of the large network.
-  const Shape shapes[] = {{64, 128, 1, 1, 1}, {64, 10, 1, 0, 1}, {256, 1024, 0, 0, 0}};
+  const Shape shapes[] = {{64, 128, 0, 1, 0}, {64, 10, 1, 0, 1}, {256, 1024, 0, 0, 0}};
   for (const Shape& sh : shapes) {
     const std::string tag = std::to_string(sh.N) + "x" + std::to_string(sh.H);
     const std::size_t N = sh.N, H = sh.H;
@@ -272,8 +299,43 @@ void register_elementwise() {
     }
     st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(N * K * 8));
   });
-  register_kernel("gather_batch/64x784", 1, [](benchmark::State& st) { bm_gather(st, 64); });
+  // The dense input path's gather; the default step reads MNIST sparse instead (below).
+  register_kernel("gather_batch/64x784", 0, [](benchmark::State& st) { bm_gather(st, 64); });
   register_kernel("gather_batch/256x784", 0, [](benchmark::State& st) { bm_gather(st, 256); });
+  // The sparse input path of the default step (nanomlp/sparse.hpp), on MNIST-like images
+  // (19% of pixels inked): encode 64 random images, the first layer's forward, its dW and db.
+  // Bytes: what each call reads and writes once (images, entries, W or dW).
+  register_kernel("sparse_encode/64x784", 1, [](benchmark::State& st) {
+    SparseStep s;
+    std::size_t start = 0;
+    for (auto _ : st) {
+      s.encode(start);
+      start = (start + 64) % (kSparseImages - 64);
+      benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 64 * 784 * 2));
+  });
+  register_kernel("sparse_forward/64x784x128", 1, [](benchmark::State& st) {
+    SparseStep s;
+    s.encode(0);
+    for (auto _ : st) {
+      for (std::size_t b = 0; b < s.x.blocks(); ++b) {
+        kernels::sparse_forward_block(s.x, b, s.W.data(), s.bias.data(),
+                                      s.y.row(s.x.block_begin[b]), 128);
+      }
+      benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 784 * 128 * 4));
+  });
+  register_kernel("sparse_weight_grad/64x784x128", 1, [](benchmark::State& st) {
+    SparseStep s;
+    s.encode(0);
+    for (auto _ : st) {
+      kernels::sparse_weight_grad(s.x, s.y.data(), 128, 0, 784, s.dW.data(), s.bias.data());
+      benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 784 * 128 * 4));
+  });
   // Plain SGD over all parameters of 784-128-10 (101,770 floats), via Optimizer::step.
   register_kernel("sgd_step/784-128-10", 1, [](benchmark::State& st) {
     nanomlp::Network<float> net(nanomlp::Architecture{});
@@ -296,33 +358,34 @@ void register_elementwise() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One whole training step of the default network, as src/trainer.cpp runs it (minus the
-// schedule and the progress callback): gather, forward, softmax cross-entropy, backward, SGD.
+// One whole training step of the default network, as src/trainer.cpp runs it on MNIST (minus
+// the schedule and the progress callback): sparse encode, forward, softmax cross-entropy,
+// backward, SGD.
 
 void bm_step(benchmark::State& state, int threads) {
-  constexpr std::size_t kImages = 60000, B = 64, K = 10, D = nanomlp::kImagePixels;
-  std::vector<std::uint8_t> images(kImages * D), labels(kImages), batch_labels(B);
+  constexpr std::size_t B = 64, K = 10, D = nanomlp::kImagePixels;
+  SparseStep s;
+  std::vector<std::uint8_t> labels(kSparseImages), batch_labels(B);
   nanomlp::Rng rng(13);
-  for (auto& p : images) p = static_cast<std::uint8_t>(rng.below(256));
   for (auto& l : labels) l = static_cast<std::uint8_t>(rng.below(10));
-  std::vector<std::uint32_t> idx(kImages);
-  std::iota(idx.begin(), idx.end(), 0u);
-  rng.shuffle(idx);
   kernels::set_num_threads(threads);
-  nanomlp::Network<float> net(nanomlp::Architecture{});
+  const nanomlp::Architecture arch;
+  nanomlp::Network<float> net(arch);
   net.init(rng);
   auto params = net.params();
   auto opt = nanomlp::make_optimizer(nanomlp::OptimizerConfig{});
-  Matrix x(B, D), dz(B, K);
+  Matrix dz(B, K);
   std::size_t start = 0;
   for (auto _ : state) {
-    if (start + B > kImages) start = 0;
-    for (std::size_t i = 0; i < B; ++i) {
-      kernels::u8_to_float(images.data() + idx[start + i] * D, x.row(i), D, 1.0f / 255.0f, 0.0f);
-      batch_labels[i] = labels[idx[start + i]];
+    if (start + B > kSparseImages) start = 0;
+    kernels::sparse_reshape(s.x, B, D, arch.input_shift());
+    for (std::size_t b = 0; b < s.x.blocks(); ++b) {
+      kernels::sparse_encode_block(s.x, b, s.images.data(), s.idx.data() + start,
+                                   arch.input_scale());
     }
+    for (std::size_t i = 0; i < B; ++i) batch_labels[i] = labels[s.idx[start + i]];
     start += B;
-    const Matrix& z = net.forward(x, true);
+    const Matrix& z = net.forward(s.x, true);
     std::size_t correct = 0;
     benchmark::DoNotOptimize(kernels::softmax_cross_entropy<float>(z.data(), batch_labels.data(), B,
                                                                    K, 0.0f, dz.data(), &correct));

@@ -224,10 +224,11 @@ struct SparseStep {
     fill_random(W, 22);
     fill_random(y, 23);
   }
-  void encode(std::size_t start) {
-    kernels::sparse_reshape(x, 64, 784, -0.4242f);
+  // Rows idx[start..start+64) as the trainer encodes them (MNIST's normalisation by default).
+  void encode(std::size_t start, float scale = 1.0f / 255 / 0.3081f, float shift = -0.4242f) {
+    kernels::sparse_reshape(x, 64, 784, shift);
     for (std::size_t b = 0; b < x.blocks(); ++b) {
-      kernels::sparse_encode_block(x, b, images.data(), idx.data() + start, 1.0f / 255 / 0.3081f);
+      kernels::sparse_encode_block(x, b, images.data(), idx.data() + start, scale);
     }
   }
 };
@@ -363,7 +364,7 @@ void register_elementwise() {
 // backward, SGD.
 
 void bm_step(benchmark::State& state, int threads) {
-  constexpr std::size_t B = 64, K = 10, D = nanomlp::kImagePixels;
+  constexpr std::size_t B = 64, K = 10;
   SparseStep s;
   std::vector<std::uint8_t> labels(kSparseImages), batch_labels(B);
   nanomlp::Rng rng(13);
@@ -378,11 +379,7 @@ void bm_step(benchmark::State& state, int threads) {
   std::size_t start = 0;
   for (auto _ : state) {
     if (start + B > kSparseImages) start = 0;
-    kernels::sparse_reshape(s.x, B, D, arch.input_shift());
-    for (std::size_t b = 0; b < s.x.blocks(); ++b) {
-      kernels::sparse_encode_block(s.x, b, s.images.data(), s.idx.data() + start,
-                                   arch.input_scale());
-    }
+    s.encode(start, arch.input_scale(), arch.input_shift());
     for (std::size_t i = 0; i < B; ++i) batch_labels[i] = labels[s.idx[start + i]];
     start += B;
     const Matrix& z = net.forward(s.x, true);

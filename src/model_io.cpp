@@ -22,13 +22,18 @@ std::vector<std::int64_t> file_shape(const Param<float>& p) {
   return {static_cast<std::int64_t>(p.value->cols()), static_cast<std::int64_t>(p.value->rows())};
 }
 
+// dst (cols, rows) = src^T for a row-major src (rows, cols).
+void transpose(const float* src, std::size_t rows, std::size_t cols, float* dst) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+}
+
 std::vector<float> file_values(const Param<float>& p) {
   const Matrix& m = *p.value;
   if (!p.transposed_in_file) return {m.begin(), m.end()};
   std::vector<float> t(m.size());
-  for (std::size_t r = 0; r < m.rows(); ++r) {
-    for (std::size_t c = 0; c < m.cols(); ++c) t[c * m.rows() + r] = m(r, c);
-  }
+  transpose(m.data(), m.rows(), m.cols(), t.data());
   return t;
 }
 
@@ -105,12 +110,10 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
       throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");
     }
-    if (!transposed) {
+    if (transposed) {
+      transpose(values.data(), dst.cols(), dst.rows(), dst.data());  // file (cols, rows)
+    } else {
       std::copy(values.begin(), values.end(), dst.data());
-      return;
-    }
-    for (std::size_t r = 0; r < dst.rows(); ++r) {
-      for (std::size_t c = 0; c < dst.cols(); ++c) dst(r, c) = values[c * dst.rows() + r];
     }
   };
   for (auto& p : net.params()) load(p.name, *p.value, p.transposed_in_file);

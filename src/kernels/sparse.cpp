@@ -246,23 +246,22 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
   for (std::size_t r = r0; r < r1; ++r) {
     const std::uint8_t* img = images + std::size_t{idx[r]} * D;
     const auto local = static_cast<std::uint16_t>(r - r0);
+    auto place = [&](std::size_t k) {
+      const std::uint32_t pos = cs[k]++;
+      rows[pos] = local;
+      values[pos] = scale * static_cast<float>(img[k]);
+    };
     std::size_t k = 0;
 #if NANOMLP_SPARSE_AVX512
     for (; k + 64 <= D; k += 64) {
       const __m512i bytes = _mm512_loadu_si512(img + k);
       for (std::uint64_t m = _mm512_test_epi8_mask(bytes, bytes); m != 0; m &= m - 1) {
-        const std::size_t j = k + static_cast<std::size_t>(__builtin_ctzll(m));
-        const std::uint32_t pos = cs[j]++;
-        rows[pos] = local;
-        values[pos] = scale * static_cast<float>(img[j]);
+        place(k + static_cast<std::size_t>(__builtin_ctzll(m)));
       }
     }
 #endif
     for (; k < D; ++k) {
-      if (img[k] == 0) continue;
-      const std::uint32_t pos = cs[k]++;
-      rows[pos] = local;
-      values[pos] = scale * static_cast<float>(img[k]);
+      if (img[k] != 0) place(k);
     }
   }
   // Placing moved each cs[k] on to the end of pixel k's entries: shift them one slot so that

@@ -20,8 +20,6 @@ const std::vector<std::string>& init_names() {
   return names;
 }
 
-namespace {
-
 template <typename T>
 std::unique_ptr<Layer<T>> make_activation(const std::string& name) {
   if (name == "relu") return std::make_unique<ReLU<T>>();
@@ -32,7 +30,8 @@ std::unique_ptr<Layer<T>> make_activation(const std::string& name) {
                    name + "'");
 }
 
-}  // namespace
+template std::unique_ptr<Layer<float>> make_activation<float>(const std::string&);
+template std::unique_ptr<Layer<double>> make_activation<double>(const std::string&);
 
 void Architecture::validate() const {
   if (input_dim == 0) throw UsageError("architecture: input_dim must be positive, got 0");

@@ -14,7 +14,37 @@ namespace {
 // same training step without a futex round trip, short enough not to starve other work.
 constexpr int kSpinPauses = 2000;
 
+// Whether this thread is running a part of a job: a nested run() then works inline.
+thread_local bool in_job = false;
+
+// Marks the current thread as inside a job for the lifetime of the guard.
+struct InJob {
+  bool outer = in_job;
+  InJob() { in_job = true; }
+  ~InJob() { in_job = outer; }
+};
+
 }  // namespace
+
+bool ThreadPool::inside_job() {
+  return in_job;
+}
+
+void SpinBarrier::arrive_and_wait() {
+  const std::uint32_t phase = phase_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == count_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    phase_.store(phase + 1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+    if (spins < kSpinPauses) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
 
 int hardware_threads() {
   cpu_set_t set;
@@ -72,7 +102,10 @@ void ThreadPool::work_on(int self, std::uint32_t generation) {
     // still waiting in run_impl and ctx_/fn_ are this job's.
     if (job_.compare_exchange_weak(w, w | (std::uint64_t{1} << part), std::memory_order_acq_rel,
                                    std::memory_order_acquire)) {
-      fn_(ctx_, part);
+      {
+        InJob guard;
+        fn_(ctx_, part);
+      }
       done_.fetch_add(1, std::memory_order_acq_rel);
       w = job_.load(std::memory_order_acquire);
     }
@@ -80,6 +113,10 @@ void ThreadPool::work_on(int self, std::uint32_t generation) {
 }
 
 void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
+  if (in_job) {
+    for (int part = 0; part < parts; ++part) fn(ctx, part);
+    return;
+  }
   parts = std::clamp(parts, 1, max_parts());
   if (parts == 1) {
     fn(ctx, 0);

@@ -9,6 +9,7 @@
 
 #include "nanomlp/errors.hpp"
 #include "nanomlp/kernels.hpp"
+#include "nanomlp/split_step.hpp"
 #include "nanomlp/thread_pool.hpp"
 #include "train_state.hpp"
 
@@ -255,9 +256,17 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   }
 
   // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
-  BatchInput input(use_sparse_input(data.train, options.sparse_input, first_width(arch)), arch);
+  const bool sparse = use_sparse_input(data.train, options.sparse_input, first_width(arch));
+  BatchInput input(sparse, arch);
   Matrix dz(B, K);  // (B, K)
   std::vector<std::uint8_t> labels(B);
+  // With several threads, the one-hidden-layer network splits its hidden units between them
+  // (nanomlp/split_step.hpp); the other networks split each product.
+  std::unique_ptr<SplitStep> split;
+  if (const int parts =
+          SplitStep::parts_for(arch, options.optimizer, sparse, ThreadPool::global().max_parts())) {
+    split = std::make_unique<SplitStep>(arch, options.optimizer, parts);
+  }
 
   const auto loop_start = Clock::now();
   // A run that early stopping ended before the checkpoint was written stays ended on resume.
@@ -274,7 +283,36 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     std::size_t correct = 0, seen = 0;
     const std::size_t report_every = std::max<std::size_t>(1, steps_per_epoch / 50);
     double lr = 0.0;
-    for (std::size_t s = 0; s < steps_per_epoch; ++s) {
+    // Bookkeeping after each step, whichever way it was computed.
+    auto after_step = [&](std::size_t s, std::size_t nb, double batch_loss, std::size_t hits,
+                          double step_lr) {
+      lr = step_lr;
+      ++state.step;
+      loss_sum += batch_loss;
+      correct += hits;
+      seen += nb;
+      if (callbacks.on_progress && ((s + 1) % report_every == 0 || s + 1 == steps_per_epoch)) {
+        callbacks.on_progress(s + 1, steps_per_epoch, loss_sum / static_cast<double>(seen),
+                              static_cast<double>(correct) / static_cast<double>(seen),
+                              seconds_since(t0));
+      }
+    };
+    auto diverged = [&](std::size_t s, double batch_loss) {
+      return TrainingError(
+          "training diverged at epoch " + std::to_string(epoch) + ", step " +
+          std::to_string(s + 1) + ": the loss is " + (std::isnan(batch_loss) ? "NaN" : "infinite") +
+          "; try a lower learning rate (--lr " + format_lr(options.schedule.base_lr) +
+          " now, e.g. --lr " + format_lr(options.schedule.base_lr / 10) + ")");
+    };
+    if (split) {
+      split->load(net, *optimizer);
+      const SplitStep::Outcome done =
+          split->run(data.train, train_idx.data(), n_train, B, schedule, state.step,
+                     static_cast<float>(options.label_smoothing), after_step);
+      split->store(net, *optimizer);
+      if (done.steps < steps_per_epoch) throw diverged(done.steps, done.bad_loss);
+    }
+    for (std::size_t s = 0; !split && s < steps_per_epoch; ++s) {
       const std::size_t start = s * B;
       const std::size_t nb = std::min(B, n_train - start);
       if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
@@ -285,26 +323,11 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
       const double batch_loss = kernels::softmax_cross_entropy<float>(
           z.data(), labels.data(), nb, K, static_cast<float>(options.label_smoothing), dz.data(),
           &hits);
-      if (!std::isfinite(batch_loss)) {
-        throw TrainingError("training diverged at epoch " + std::to_string(epoch) + ", step " +
-                            std::to_string(s + 1) + ": the loss is " +
-                            (std::isnan(batch_loss) ? "NaN" : "infinite") +
-                            "; try a lower learning rate (--lr " +
-                            format_lr(options.schedule.base_lr) + " now, e.g. --lr " +
-                            format_lr(options.schedule.base_lr / 10) + ")");
-      }
+      if (!std::isfinite(batch_loss)) throw diverged(s, batch_loss);
       net.backward(dz);
-      lr = learning_rate(schedule, state.step);
-      optimizer->step(params, lr);
-      ++state.step;
-      loss_sum += batch_loss;
-      correct += hits;
-      seen += nb;
-      if (callbacks.on_progress && ((s + 1) % report_every == 0 || s + 1 == steps_per_epoch)) {
-        callbacks.on_progress(s + 1, steps_per_epoch, loss_sum / static_cast<double>(seen),
-                              static_cast<double>(correct) / static_cast<double>(seen),
-                              seconds_since(t0));
-      }
+      const double step_lr = learning_rate(schedule, state.step);
+      optimizer->step(params, step_lr);
+      after_step(s, nb, batch_loss, hits, step_lr);
     }
     EpochRecord rec;
     rec.epoch = epoch;

@@ -39,6 +39,10 @@ struct Architecture {
 };
 
 const std::vector<std::string>& activation_names();
+// A new activation layer by name (one of activation_names()); throws UsageError naming
+// --activation for any other.
+template <typename T>
+std::unique_ptr<Layer<T>> make_activation(const std::string& name);
 const std::vector<std::string>& init_names();  // "auto", "he", "xavier"
 
 template <typename T>

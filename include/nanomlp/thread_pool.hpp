@@ -32,9 +32,12 @@ class ThreadPool {
   // Slices one job can have: the threads, at most kMaxParts.
   int max_parts() const { return std::min(num_threads_, kMaxParts); }
   static constexpr int kMaxParts = 32;
+  // Whether the calling thread is running a part of a job.
+  static bool inside_job();
 
-  // Calls fn(part) once for each part in [0, parts) and returns when all are done.
-  // Not reentrant: fn must not call run() itself.
+  // Calls fn(part) once for each part in [0, parts) and returns when all are done. A run()
+  // from inside a part (a kernel called by a job that already holds every thread) calls its
+  // parts one after another on the calling thread.
   template <typename Fn>
   void run(int parts, Fn&& fn) {
     run_impl(parts, &fn, [](void* ctx, int part) { (*static_cast<Fn*>(ctx))(part); });
@@ -82,6 +85,20 @@ class ThreadPool {
   bool stop_ = false;         // guarded by mutex_
   void* ctx_ = nullptr;       // valid while the current job has unclaimed or running slices
   TaskFn fn_ = nullptr;
+};
+
+// Waits until `count` threads have arrived, for jobs whose parts work in lock step (one part
+// per thread, every thread of the pool taking part). Spins a few microseconds first: the
+// other part is usually just behind, and a futex round trip would cost more than the wait.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int count) : count_(count) {}
+  void arrive_and_wait();
+
+ private:
+  int count_;
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<std::uint32_t> phase_{0};
 };
 
 // Number of hardware threads available to this process (at least 1).

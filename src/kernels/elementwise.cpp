@@ -84,8 +84,15 @@ double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t
       if (zi[k] > zi[arg]) arg = k;
     }
     const T m = zi[arg];
+    // exp(z_k - m) once per class: kept in dz when the gradient is wanted (softmax_k is then
+    // that over the sum), so the row costs K exponentials, not 2K.
+    T* di = dz != nullptr ? dz + i * K : nullptr;
     T sum = 0;
-    for (std::size_t k = 0; k < K; ++k) sum += std::exp(zi[k] - m);
+    for (std::size_t k = 0; k < K; ++k) {
+      const T e = std::exp(zi[k] - m);
+      if (di != nullptr) di[k] = e;
+      sum += e;
+    }
     const T lse = m + std::log(sum);
     // loss_i = lse - sum_k q_k z_k, with q = (1 - eps) onehot(y) + eps / K.
     T qz = (T(1) - eps) * zi[y];
@@ -94,11 +101,11 @@ double softmax_cross_entropy(const T* z, const std::uint8_t* labels, std::size_t
     }
     total += static_cast<double>(lse - qz);
     if (arg == y) ++hits;
-    if (dz != nullptr) {
-      T* di = dz + i * K;
+    if (di != nullptr) {
+      const T inv_sum = T(1) / sum;
       for (std::size_t k = 0; k < K; ++k) {
         const T q = (k == y ? T(1) - eps : T(0)) + off;
-        di[k] = (std::exp(zi[k] - lse) - q) * inv_n;
+        di[k] = (di[k] * inv_sum - q) * inv_n;
       }
     }
   }

@@ -1,0 +1,310 @@
+// The hidden-unit split (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
+// takes, that moving weights and optimizer state into panels and back loses nothing, that its
+// steps follow the serial ones (widths that are not multiples of 16, a last batch of 4 rows),
+// that it is deterministic, and how it stops on a NaN loss or a throwing callback.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nanomlp/errors.hpp"
+#include "nanomlp/kernels.hpp"
+#include "nanomlp/network.hpp"
+#include "nanomlp/rng.hpp"
+#include "nanomlp/split_step.hpp"
+#include "nanomlp/thread_pool.hpp"
+#include "nanomlp/trainer.hpp"
+
+namespace nanomlp {
+namespace {
+
+using ::testing::HasSubstr;
+
+// MNIST-like ink: a black background and a class-specific 5x5 blob of grey levels, jittered.
+Dataset inked(std::size_t count, std::uint64_t seed) {
+  Dataset d;
+  d.count = count;
+  d.images.assign(count * kImagePixels, 0);
+  d.labels.resize(count);
+  Rng rng(seed);
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto label = static_cast<std::uint8_t>(i % 10);
+    d.labels[i] = label;
+    std::uint8_t* img = d.images.data() + i * kImagePixels;
+    const std::size_t row = 3 + (label / 5) * 12 + rng.below(4);
+    const std::size_t col = 1 + (label % 5) * 5 + rng.below(3);
+    for (std::size_t r = row; r < row + 5; ++r) {
+      for (std::size_t c = col; c < col + 5; ++c) {
+        img[r * kImageCols + c] = static_cast<std::uint8_t>(1 + rng.below(255));
+      }
+    }
+  }
+  return d;
+}
+
+Architecture arch(std::size_t hidden) {
+  Architecture a;
+  a.hidden = {hidden};
+  a.norm_mean = 0.13;  // a nonzero shift, as with --normalize
+  a.norm_std = 0.31;
+  return a;
+}
+
+std::vector<Matrix> weights(Network<float>& net) {
+  std::vector<Matrix> w;
+  for (auto& p : net.params()) w.push_back(*p.value);
+  return w;
+}
+
+float max_abs_diff(const Matrix& a, const Matrix& b) {
+  float m = 0.0f;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a.data()[i] - b.data()[i]));
+  return m;
+}
+
+class SplitStepTest : public ::testing::Test {
+ protected:
+  void SetUp() override { kernels::set_num_threads(2); }
+  void TearDown() override { kernels::set_num_threads(1); }
+};
+
+TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
+  OptimizerConfig sgd;
+  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 2), 2);
+  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 8), 8);
+  EXPECT_EQ(SplitStep::parts_for(arch(64), sgd, true, 8), 4);  // panels of at least 16
+  EXPECT_EQ(SplitStep::parts_for(arch(31), sgd, true, 2), 0);
+  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 1), 0);
+  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, false, 2), 0);  // dense input
+  Architecture deep = arch(128);
+  deep.hidden = {128, 64};
+  EXPECT_EQ(SplitStep::parts_for(deep, sgd, true, 2), 0);
+  Architecture bn = arch(128);
+  bn.batch_norm = true;
+  EXPECT_EQ(SplitStep::parts_for(bn, sgd, true, 2), 0);
+  Architecture dropout = arch(128);
+  dropout.dropout = 0.1;
+  EXPECT_EQ(SplitStep::parts_for(dropout, sgd, true, 2), 0);
+  OptimizerConfig clipped;
+  clipped.clip_grad_norm = 1.0;
+  EXPECT_EQ(SplitStep::parts_for(arch(128), clipped, true, 2), 0);
+  EXPECT_THROW(SplitStep(deep, sgd, 2), std::invalid_argument);
+}
+
+TEST_F(SplitStepTest, LoadThenStoreGivesBackWeightsAndOptimizerStateBitForBit) {
+  for (const char* name : {"sgd", "adam", "rmsprop"}) {
+    SCOPED_TRACE(name);
+    OptimizerConfig config;
+    config.name = name;
+    config.momentum = 0.9;
+    Network<float> net(arch(50));  // panels of 25: not a multiple of 16
+    Rng rng(3);
+    net.init(rng);
+    for (auto& p : net.params()) {
+      for (float& v : *p.value) v = static_cast<float>(rng.normal());
+    }
+    auto optimizer = make_optimizer(config);
+    optimizer->prepare(net.params());
+    for (auto& slot : optimizer->slots()) {
+      for (float& v : *slot.value) v = static_cast<float>(rng.uniform());
+    }
+    optimizer->set_steps(17);
+    const std::vector<Matrix> before = weights(net);
+    std::vector<Matrix> state_before;
+    for (auto& slot : optimizer->slots()) state_before.push_back(*slot.value);
+
+    SplitStep split(net.architecture(), config, 2);
+    split.load(net, *optimizer);
+    for (auto& p : net.params()) p.value->fill(0.0f);
+    for (auto& slot : optimizer->slots()) slot.value->fill(0.0f);
+    optimizer->set_steps(0);
+    split.store(net, *optimizer);
+
+    const std::vector<Matrix> after = weights(net);
+    for (std::size_t i = 0; i < before.size(); ++i) EXPECT_EQ(max_abs_diff(before[i], after[i]), 0);
+    const auto slots = optimizer->slots();
+    ASSERT_EQ(slots.size(), state_before.size());
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      EXPECT_EQ(max_abs_diff(state_before[j], *slots[j].value), 0) << slots[j].name;
+    }
+    EXPECT_EQ(optimizer->steps(), 17);
+  }
+}
+
+// One epoch through the split and through the serial step (Network + Optimizer on one
+// thread), from the same weights: the losses and the weights agree up to float rounding (only
+// the order of the sum over panels in z differs).
+TEST_F(SplitStepTest, StepsFollowTheSerialStepForEachOptimizer) {
+  const Dataset data = inked(100, 5);  // batches of 32: the last has 4 rows
+  std::vector<std::uint32_t> idx(data.count);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Rng shuffle(9);
+  shuffle.shuffle(idx);
+  for (const char* name : {"sgd", "adam"}) {
+    SCOPED_TRACE(name);
+    OptimizerConfig config;
+    config.name = name;
+    config.momentum = 0.9;
+    config.nesterov = true;
+    config.weight_decay = 1e-3;
+    ScheduleConfig schedule;
+    schedule.name = "cosine";
+    schedule.base_lr = std::string(name) == "sgd" ? 0.05 : 0.002;
+    schedule.total_steps = 8;
+    const std::size_t B = 32, steps = 4;
+    const float smoothing = 0.1f;
+
+    Network<float> serial(arch(40));
+    Rng rng(1);
+    serial.init(rng);
+    Network<float> parallel(serial.architecture());
+    {
+      auto src = serial.params(), dst = parallel.params();
+      for (std::size_t i = 0; i < src.size(); ++i) *dst[i].value = *src[i].value;
+    }
+
+    // Serial: the trainer's one-thread step.
+    kernels::set_num_threads(1);
+    auto serial_opt = make_optimizer(config);
+    SparseBatch x;
+    Matrix dz;
+    std::vector<double> serial_loss;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const std::size_t N = std::min(B, data.count - s * B);
+      kernels::sparse_reshape(x, N, kImagePixels, serial.architecture().input_shift());
+      std::vector<std::uint8_t> labels(N);
+      for (std::size_t b = 0; b < x.blocks(); ++b) {
+        kernels::sparse_encode_block(x, b, data.images.data(), idx.data() + s * B,
+                                     serial.architecture().input_scale());
+      }
+      for (std::size_t i = 0; i < N; ++i) labels[i] = data.labels[idx[s * B + i]];
+      const Matrix& z = serial.forward(x, true);
+      dz.resize(N, 10);
+      serial_loss.push_back(kernels::softmax_cross_entropy<float>(z.data(), labels.data(), N, 10,
+                                                                  smoothing, dz.data(), nullptr));
+      serial.backward(dz);
+      serial_opt->step(serial.params(), learning_rate(schedule, static_cast<std::int64_t>(s)));
+    }
+
+    // Split over two threads.
+    kernels::set_num_threads(2);
+    auto parallel_opt = make_optimizer(config);
+    SplitStep split(parallel.architecture(), config, 2);
+    split.load(parallel, *parallel_opt);
+    std::vector<double> split_loss;
+    std::vector<std::size_t> rows;
+    const SplitStep::Outcome out =
+        split.run(data, idx.data(), data.count, B, schedule, 0, smoothing,
+                  [&](std::size_t s, std::size_t n, double loss, std::size_t, double lr) {
+                    EXPECT_EQ(s, split_loss.size());
+                    EXPECT_DOUBLE_EQ(lr, learning_rate(schedule, static_cast<std::int64_t>(s)));
+                    split_loss.push_back(loss);
+                    rows.push_back(n);
+                  });
+    split.store(parallel, *parallel_opt);
+
+    EXPECT_EQ(out.steps, steps);
+    EXPECT_EQ(rows, (std::vector<std::size_t>{32, 32, 32, 4}));
+    ASSERT_EQ(split_loss.size(), steps);
+    for (std::size_t s = 0; s < steps; ++s) {
+      EXPECT_NEAR(split_loss[s], serial_loss[s], 1e-4 * std::fabs(serial_loss[s])) << s;
+    }
+    const std::vector<Matrix> a = weights(serial), b = weights(parallel);
+    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_abs_diff(a[i], b[i]), 2e-5) << i;
+    EXPECT_EQ(parallel_opt->steps(), serial_opt->steps());
+    const auto sa = serial_opt->slots(), sb = parallel_opt->slots();
+    ASSERT_EQ(sa.size(), sb.size());
+    for (std::size_t j = 0; j < sa.size(); ++j) {
+      EXPECT_LT(max_abs_diff(*sa[j].value, *sb[j].value), 2e-5) << sa[j].name;
+    }
+  }
+}
+
+Network<float> trained(std::size_t epochs, int threads, double lr = 0.1) {
+  kernels::set_num_threads(threads);
+  DataSplit split;
+  split.name = "inked";
+  split.train = inked(300, 1);
+  split.test = inked(100, 2);
+  Network<float> net(arch(48));
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 32;
+  o.seed = 4;
+  o.sparse_input = "on";
+  o.schedule.base_lr = lr;
+  train(net, split, o);
+  return net;
+}
+
+TEST_F(SplitStepTest, TrainingIsDeterministicAndCloseToOneThread) {
+  Network<float> a = trained(2, 2), b = trained(2, 2), one = trained(2, 1);
+  const std::vector<Matrix> wa = weights(a), wb = weights(b), w1 = weights(one);
+  for (std::size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_EQ(max_abs_diff(wa[i], wb[i]), 0) << "two runs on two threads differ in tensor " << i;
+    EXPECT_LT(max_abs_diff(wa[i], w1[i]), 1e-6) << i;  // float rounding: about 6e-8
+  }
+}
+
+TEST_F(SplitStepTest, ANanLossStopsTrainingWithTheStepNamed) {
+  try {
+    trained(1, 2, 1e30);
+    FAIL() << "no exception";
+  } catch (const TrainingError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("training diverged at epoch 1, step "));
+    EXPECT_THAT(e.what(), HasSubstr("try a lower learning rate"));
+  }
+}
+
+TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAndLeavesThePoolUsable) {
+  const Dataset data = inked(200, 7);
+  std::vector<std::uint32_t> idx(data.count);
+  std::iota(idx.begin(), idx.end(), 0u);
+  Network<float> net(arch(32));
+  Rng rng(2);
+  net.init(rng);
+  OptimizerConfig config;
+  auto optimizer = make_optimizer(config);
+  SplitStep split(net.architecture(), config, 2);
+  split.load(net, *optimizer);
+  ScheduleConfig schedule;
+  std::size_t calls = 0;
+  EXPECT_THROW(split.run(data, idx.data(), data.count, 16, schedule, 0, 0.0f,
+                         [&](std::size_t s, std::size_t, double, std::size_t, double) {
+                           ++calls;
+                           if (s == 2) throw std::runtime_error("callback failed");
+                         }),
+               std::runtime_error);
+  EXPECT_EQ(calls, 3u);
+  // Both threads left the job: the pool runs the next one, and so does the split.
+  std::vector<int> ran(2, 0);
+  ThreadPool::global().run(2, [&](int part) { ran[static_cast<std::size_t>(part)] = 1; });
+  EXPECT_EQ(ran, (std::vector<int>{1, 1}));
+  const SplitStep::Outcome out =
+      split.run(data, idx.data(), data.count, 16, schedule, 0, 0.0f,
+                [](std::size_t, std::size_t, double, std::size_t, double) {});
+  EXPECT_EQ(out.steps, 13u);
+}
+
+TEST_F(SplitStepTest, RefusesToRunWithoutAThreadPerPanel) {
+  const Dataset data = inked(20, 7);
+  std::vector<std::uint32_t> idx(data.count);
+  std::iota(idx.begin(), idx.end(), 0u);
+  OptimizerConfig config;
+  SplitStep split(arch(32), config, 2);
+  kernels::set_num_threads(1);
+  try {
+    split.run(data, idx.data(), data.count, 16, ScheduleConfig{}, 0, 0.0f,
+              [](std::size_t, std::size_t, double, std::size_t, double) {});
+    FAIL() << "no exception";
+  } catch (const std::logic_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("2 panels need as many idle threads"));
+  }
+}
+
+}  // namespace
+}  // namespace nanomlp

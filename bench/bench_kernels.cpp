@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +37,7 @@
 #include "nanomlp/optim.hpp"
 #include "nanomlp/rng.hpp"
 #include "nanomlp/sparse.hpp"
+#include "nanomlp/split_step.hpp"
 #include "nanomlp/tensor.hpp"
 #include "nanomlp/thread_pool.hpp"
 
@@ -361,34 +363,62 @@ void register_elementwise() {
 // ---------------------------------------------------------------------------------------------
 // One whole training step of the default network, as src/trainer.cpp runs it on MNIST (minus
 // the schedule and the progress callback): sparse encode, forward, softmax cross-entropy,
-// backward, SGD.
+// backward, SGD. On one thread through nanomlp::Network; on several through the hidden-unit
+// split (nanomlp/split_step.hpp), which runs a whole epoch in one job: each iteration times
+// kSplitSteps steps and reports their mean.
 
 void bm_step(benchmark::State& state, int threads) {
-  constexpr std::size_t B = 64, K = 10;
+  constexpr std::size_t B = 64, K = 10, kSplitSteps = 100;
   SparseStep s;
-  std::vector<std::uint8_t> labels(kSparseImages), batch_labels(B);
+  nanomlp::Dataset data;
+  data.count = kSparseImages;
+  data.images = s.images;
+  data.labels.resize(kSparseImages);
   nanomlp::Rng rng(13);
-  for (auto& l : labels) l = static_cast<std::uint8_t>(rng.below(10));
+  for (auto& l : data.labels) l = static_cast<std::uint8_t>(rng.below(10));
   kernels::set_num_threads(threads);
   const nanomlp::Architecture arch;
   nanomlp::Network<float> net(arch);
   net.init(rng);
   auto params = net.params();
-  auto opt = nanomlp::make_optimizer(nanomlp::OptimizerConfig{});
-  Matrix dz(B, K);
-  std::size_t start = 0;
-  for (auto _ : state) {
-    if (start + B > kSparseImages) start = 0;
-    s.encode(start, arch.input_scale(), arch.input_shift());
-    for (std::size_t i = 0; i < B; ++i) batch_labels[i] = labels[s.idx[start + i]];
-    start += B;
-    const Matrix& z = net.forward(s.x, true);
-    std::size_t correct = 0;
-    benchmark::DoNotOptimize(kernels::softmax_cross_entropy<float>(z.data(), batch_labels.data(), B,
-                                                                   K, 0.0f, dz.data(), &correct));
-    net.backward(dz);
-    opt->step(params, 0.01);
-    benchmark::ClobberMemory();
+  const nanomlp::OptimizerConfig config;
+  auto opt = nanomlp::make_optimizer(config);
+  const int parts = nanomlp::SplitStep::parts_for(arch, config, true, threads);
+  if (parts > 0) {
+    nanomlp::SplitStep split(arch, config, parts);
+    split.load(net, *opt);
+    nanomlp::ScheduleConfig schedule;
+    schedule.base_lr = 0.01;
+    std::size_t start = 0;
+    for (auto _ : state) {
+      if (start + B * kSplitSteps > kSparseImages) start = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      split.run(data, s.idx.data() + start, B * kSplitSteps, B, schedule, 0, 0.0f,
+                [](std::size_t, std::size_t, double, std::size_t, double) {});
+      const std::chrono::duration<double> t = std::chrono::steady_clock::now() - t0;
+      state.SetIterationTime(t.count() / kSplitSteps);
+      start += B * kSplitSteps;
+    }
+  } else {
+    Matrix dz(B, K);
+    std::vector<std::uint8_t> batch_labels(B);
+    std::size_t start = 0;
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (start + B > kSparseImages) start = 0;
+      s.encode(start, arch.input_scale(), arch.input_shift());
+      for (std::size_t i = 0; i < B; ++i) batch_labels[i] = data.labels[s.idx[start + i]];
+      start += B;
+      const Matrix& z = net.forward(s.x, true);
+      std::size_t correct = 0;
+      benchmark::DoNotOptimize(kernels::softmax_cross_entropy<float>(
+          z.data(), batch_labels.data(), B, K, 0.0f, dz.data(), &correct));
+      net.backward(dz);
+      opt->step(params, 0.01);
+      benchmark::ClobberMemory();
+      const std::chrono::duration<double> t = std::chrono::steady_clock::now() - t0;
+      state.SetIterationTime(t.count());
+    }
   }
   kernels::set_num_threads(1);
   state.counters["samples/s"] =
@@ -401,7 +431,7 @@ void register_step(int all_threads) {
   for (int t : thread_counts) {
     const std::string name = "step/784-128-10/b64/t" + std::to_string(t);
     benchmark::RegisterBenchmark(name.c_str(), [t](benchmark::State& st) { bm_step(st, t); })
-        ->UseRealTime()
+        ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
     add_meta(name, "step", "784-128-10/b64\t" + std::to_string(t));
   }

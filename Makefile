@@ -2,6 +2,7 @@
 #   make run    install missing Debian packages, build, train the default network on MNIST
 #   make test   install missing Debian packages, build, run the whole test suite (CTest)
 #   make build  build only        make bench  run the benchmarks      make debug  ASan+UBSan build
+#   make tsan   ThreadSanitizer build, then the tests of the threaded code under it
 #   make bench-best  train the `best` recipe on MNIST and Fashion-MNIST and check its figures
 # Data: DATA=DIR (or $NANOMLP_DATA); default ../shared/data when it exists, else ./data.
 
@@ -9,7 +10,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= $(or $(NANOMLP_DATA),$(if $(wildcard ../shared/data/mnist),../shared/data,data))
 RUN_ARGS ?=
 
-.PHONY: all deps deps-test deps-bench configure build run test bench bench-best debug format clean
+.PHONY: all deps deps-test deps-bench configure build run test bench bench-best debug tsan format clean
 
 all: build
 
@@ -47,8 +48,15 @@ debug: deps
 	cmake --preset debug >/dev/null
 	cmake --build --preset debug -j $(JOBS)
 
+# The thread pool, the kernels it splits and the hidden-unit split, under ThreadSanitizer.
+TSAN_TESTS = test_kernels test_sparse test_split_step test_trainer
+tsan: deps-test
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TESTS)
+	set -e; for t in $(TSAN_TESTS); do NANOMLP_DATA="$(abspath $(DATA))" build-tsan/tests/$$t; done
+
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf build build-debug
+	rm -rf build build-debug build-tsan

@@ -18,32 +18,16 @@
 #include "nanomlp/split_step.hpp"
 #include "nanomlp/thread_pool.hpp"
 #include "nanomlp/trainer.hpp"
+#include "test_util.hpp"
 
 namespace nanomlp {
 namespace {
 
 using ::testing::HasSubstr;
 
-// MNIST-like ink: a black background and a class-specific 5x5 blob of grey levels, jittered.
+// MNIST-like input: the blob digits on a black background.
 Dataset inked(std::size_t count, std::uint64_t seed) {
-  Dataset d;
-  d.count = count;
-  d.images.assign(count * kImagePixels, 0);
-  d.labels.resize(count);
-  Rng rng(seed);
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto label = static_cast<std::uint8_t>(i % 10);
-    d.labels[i] = label;
-    std::uint8_t* img = d.images.data() + i * kImagePixels;
-    const std::size_t row = 3 + (label / 5) * 12 + rng.below(4);
-    const std::size_t col = 1 + (label % 5) * 5 + rng.below(3);
-    for (std::size_t r = row; r < row + 5; ++r) {
-      for (std::size_t c = col; c < col + 5; ++c) {
-        img[r * kImageCols + c] = static_cast<std::uint8_t>(1 + rng.below(255));
-      }
-    }
-  }
-  return d;
+  return testing::blob_digits(count, seed, /*noisy_background=*/false);
 }
 
 Architecture arch(std::size_t hidden) {

@@ -22,43 +22,18 @@
 namespace nanomlp {
 namespace {
 
+using testing::blob_digits;
 using ::testing::HasSubstr;
 using testing::read_bytes;
 using testing::TempDir;
 using testing::write_bytes;
 
-// Class k: a bright 4x4 block at a class-specific place (two rows of five), jittered by up to
-// one pixel, on a noisy background. Labels i % 10.
-Dataset synthetic(std::size_t count, std::uint64_t seed) {
-  Dataset d;
-  d.count = count;
-  d.images.resize(count * kImagePixels);
-  d.labels.resize(count);
-  Rng rng(seed);
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto label = static_cast<std::uint8_t>(i % 10);
-    d.labels[i] = label;
-    std::uint8_t* img = d.images.data() + i * kImagePixels;
-    for (std::size_t p = 0; p < kImagePixels; ++p) {
-      img[p] = static_cast<std::uint8_t>(rng.below(60));
-    }
-    const std::size_t row = 4 + (label / 5) * 12 + rng.below(3);
-    const std::size_t col = 1 + (label % 5) * 5 + rng.below(3);
-    for (std::size_t r = row; r < row + 4; ++r) {
-      for (std::size_t c = col; c < col + 4; ++c) {
-        img[r * kImageCols + c] = static_cast<std::uint8_t>(180 + rng.below(76));
-      }
-    }
-  }
-  return d;
-}
-
 const DataSplit& data() {
   static const DataSplit split = [] {
     DataSplit s;
     s.name = "synthetic";
-    s.train = synthetic(600, 1);
-    s.test = synthetic(200, 2);
+    s.train = blob_digits(600, 1);
+    s.test = blob_digits(200, 2);
     return s;
   }();
   return split;

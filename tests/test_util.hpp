@@ -17,9 +17,41 @@
 
 #include <zlib.h>
 
+#include "nanomlp/data.hpp"
+#include "nanomlp/rng.hpp"
+
 namespace nanomlp::testing {
 
 namespace fs = std::filesystem;
+
+// Digits a small network learns in a few epochs: class k is a bright 4x4 block at a
+// class-specific place (two rows of five), jittered by up to two pixels; labels i % 10. The
+// background is noise below 60 (dense input) or black (ink-sparse, as MNIST).
+inline Dataset blob_digits(std::size_t count, std::uint64_t seed, bool noisy_background = true) {
+  Dataset d;
+  d.count = count;
+  d.images.assign(count * kImagePixels, 0);
+  d.labels.resize(count);
+  Rng rng(seed);
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto label = static_cast<std::uint8_t>(i % 10);
+    d.labels[i] = label;
+    std::uint8_t* img = d.images.data() + i * kImagePixels;
+    if (noisy_background) {
+      for (std::size_t p = 0; p < kImagePixels; ++p) {
+        img[p] = static_cast<std::uint8_t>(rng.below(60));
+      }
+    }
+    const std::size_t row = 4 + (label / 5) * 12 + rng.below(3);
+    const std::size_t col = 1 + (label % 5) * 5 + rng.below(3);
+    for (std::size_t r = row; r < row + 4; ++r) {
+      for (std::size_t c = col; c < col + 4; ++c) {
+        img[r * kImageCols + c] = static_cast<std::uint8_t>(180 + rng.below(76));
+      }
+    }
+  }
+  return d;
+}
 
 // A fresh folder under the system temp dir, removed when the object goes out of scope.
 class TempDir {

@@ -29,8 +29,9 @@ void copy_part(std::size_t i, Matrix& whole, Matrix& part, std::size_t h0, bool 
   switch (i) {
     case kW1:
     case kB1:
-      for (std::size_t r = 0; r < whole.rows(); ++r)
+      for (std::size_t r = 0; r < whole.rows(); ++r) {
         copy(whole.row(r) + h0, part.row(r), part.cols());
+      }
       break;
     case kW2:
       copy(whole.row(h0), part.data(), part.size());
@@ -95,8 +96,8 @@ SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, in
   }
   panels_.resize(static_cast<std::size_t>(parts));
   const std::size_t H = arch.hidden[0], P = panels_.size();
-  // Each thread allocates its own panel (glibc gives each thread its own heap), so that the
-  // panels' small tensors do not end up side by side.
+  // Each thread allocates its own panel (glibc's malloc gives each thread an arena of its
+  // own), so that the small tensors of different panels do not share cache lines.
   ThreadPool::global().run(parts, [&](int part) {
     const auto p = static_cast<std::size_t>(part);
     const std::size_t h0 = H * p / P, h1 = H * (p + 1) / P;
@@ -132,8 +133,9 @@ void SplitStep::store(Network<float>& net, Optimizer& optimizer) {
   for (auto& panel : panels_) {
     const bool first = panel == panels_.front();
     for (std::size_t i = 0; i < kParams; ++i) {
-      if (i != kB2 || first)
+      if (i != kB2 || first) {
         copy_part(i, *params[i].value, *panel->params[i].value, panel->h0, false);
+      }
     }
     const std::vector<Optimizer::Slot> part = panel->optimizer->slots();
     for (std::size_t j = 0; j < part.size(); ++j) {

@@ -114,7 +114,7 @@ void ThreadPool::work_on(int self, std::uint32_t generation) {
 
 void ThreadPool::run_impl(int parts, void* ctx, TaskFn fn) {
   if (in_job) {
-    for (int part = 0; part < parts; ++part) fn(ctx, part);
+    for (int part = 0; part < std::max(parts, 1); ++part) fn(ctx, part);
     return;
   }
   parts = std::clamp(parts, 1, max_parts());

@@ -311,23 +311,24 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
                      static_cast<float>(options.label_smoothing), after_step);
       split->store(net, *optimizer);
       if (done.steps < steps_per_epoch) throw diverged(done.steps, done.bad_loss);
-    }
-    for (std::size_t s = 0; !split && s < steps_per_epoch; ++s) {
-      const std::size_t start = s * B;
-      const std::size_t nb = std::min(B, n_train - start);
-      if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
-      input.gather(data.train, train_idx.data() + start, nb, labels.data());
-      const Matrix& z = input.forward(net, /*training=*/true);  // (nb, K)
-      dz.resize(nb, K);
-      std::size_t hits = 0;
-      const double batch_loss = kernels::softmax_cross_entropy<float>(
-          z.data(), labels.data(), nb, K, static_cast<float>(options.label_smoothing), dz.data(),
-          &hits);
-      if (!std::isfinite(batch_loss)) throw diverged(s, batch_loss);
-      net.backward(dz);
-      const double step_lr = learning_rate(schedule, state.step);
-      optimizer->step(params, step_lr);
-      after_step(s, nb, batch_loss, hits, step_lr);
+    } else {
+      for (std::size_t s = 0; s < steps_per_epoch; ++s) {
+        const std::size_t start = s * B;
+        const std::size_t nb = std::min(B, n_train - start);
+        if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
+        input.gather(data.train, train_idx.data() + start, nb, labels.data());
+        const Matrix& z = input.forward(net, /*training=*/true);  // (nb, K)
+        dz.resize(nb, K);
+        std::size_t hits = 0;
+        const double batch_loss = kernels::softmax_cross_entropy<float>(
+            z.data(), labels.data(), nb, K, static_cast<float>(options.label_smoothing), dz.data(),
+            &hits);
+        if (!std::isfinite(batch_loss)) throw diverged(s, batch_loss);
+        net.backward(dz);
+        const double step_lr = learning_rate(schedule, state.step);
+        optimizer->step(params, step_lr);
+        after_step(s, nb, batch_loss, hits, step_lr);
+      }
     }
     EpochRecord rec;
     rec.epoch = epoch;

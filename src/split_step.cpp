@@ -16,65 +16,64 @@ namespace {
 // The parameters in the order Network::params() lists them for Linear, activation, Linear.
 enum ParamIndex : std::size_t { kW1, kB1, kW2, kB2, kParams };
 
-// Copies panel [h0, h0 + Hp) of parameter i between the whole tensor and the panel's: columns
-// of W1 (D, H) and b1 (1, H), rows of W2 (H, K), all of b2 (1, K).
-void copy_part(std::size_t i, Matrix& whole, Matrix& part, std::size_t h0, bool into_part) {
-  auto copy = [into_part](float* w, float* p, std::size_t n) {
-    if (into_part) {
-      std::copy(w, w + n, p);
-    } else {
-      std::copy(p, p + n, w);
-    }
-  };
-  switch (i) {
-    case kW1:
-    case kB1:
-      for (std::size_t r = 0; r < whole.rows(); ++r) {
-        copy(whole.row(r) + h0, part.row(r), part.cols());
-      }
-      break;
-    case kW2:
-      copy(whole.row(h0), part.data(), part.size());
-      break;
-    default:
-      copy(whole.data(), part.data(), part.size());
+// Copies a part's share of parameter i between the whole tensor and the part's: rows
+// [k0, k0 + rows) of W1 (D, H), all of b1, W2 and b2 (every part keeps a copy).
+void copy_part(std::size_t i, Matrix& whole, Matrix& part, std::size_t k0, bool into_part) {
+  float* w = i == kW1 ? whole.row(k0) : whole.data();
+  if (into_part) {
+    std::copy(w, w + part.size(), part.data());
+  } else {
+    std::copy(part.data(), part.data() + part.size(), w);
   }
+}
+
+// sum (same shape) += part.
+void add(const Matrix& part, Matrix& sum) {
+  for (std::size_t j = 0; j < sum.size(); ++j) sum.data()[j] += part.data()[j];
 }
 
 }  // namespace
 
-struct SplitStep::Panel {
-  Panel(const Architecture& arch, const OptimizerConfig& config, std::size_t first,
-        std::size_t width)
-      : h0(first),
-        Hp(width),
-        W1(arch.input_dim, width),
-        b1(1, width),
-        W2(width, arch.num_classes),
+struct SplitStep::Part {
+  Part(const Architecture& arch, const OptimizerConfig& config, std::size_t first,
+       std::size_t pixels)
+      : k0(first),
+        W1(pixels, arch.hidden[0]),
+        b1(1, arch.hidden[0]),
+        W2(arch.hidden[0], arch.num_classes),
         b2(1, arch.num_classes),
-        dW1(arch.input_dim, width),
-        db1(1, width),
-        dW2(width, arch.num_classes),
+        dW1(pixels, arch.hidden[0]),
+        db1(1, arch.hidden[0]),
+        dW2(arch.hidden[0], arch.num_classes),
         db2(1, arch.num_classes),
+        zero_bias(1, arch.hidden[0]),
+        dW2_part(arch.hidden[0], arch.num_classes),
+        db2_part(1, arch.num_classes),
+        db1_part(1, arch.hidden[0]),
         act(make_activation<float>(arch.activation)),
         optimizer(make_optimizer(config)),
         params{{"W1", &W1, &dW1}, {"b1", &b1, &db1}, {"W2", &W2, &dW2}, {"b2", &b2, &db2}} {
+    zero_bias.fill(0.0f);
     optimizer->prepare(params);
   }
 
-  std::size_t h0, Hp;                // hidden units [h0, h0 + Hp)
-  Matrix W1, b1;                     // (D, Hp), (1, Hp)
-  Matrix W2, b2;                     // (Hp, K), (1, K): b2 is the same in every panel
-  Matrix dW1, db1;                   // (D, Hp), (1, Hp)
-  Matrix dW2, db2;                   // (Hp, K), (1, K)
-  Matrix pre, a;                     // (N, Hp) first layer before and after the activation
-  Matrix z_part;                     // (N, K) a W2 of this panel: the one matrix other threads read
-  Matrix z, dz;                      // (N, K) logits and their gradient, the same on every thread
-  Matrix da, dpre;                   // (N, Hp)
-  std::vector<std::uint8_t> labels;  // (N)
+  std::size_t k0;                    // pixels [k0, k0 + W1.rows())
+  Matrix W1;                         // (Dp, H) rows k0.. of the whole W1
+  Matrix b1, W2, b2;                 // (1, H), (H, K), (1, K): the same in every part
+  Matrix dW1, db1, dW2, db2;         // their gradients, the same shapes
+  SparseBatch x;                     // (N, Dp) this part's pixels of the batch
+  Matrix zero_bias;                  // (1, H) zeros: b1 is added once, after the sum
+  Matrix y;                          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by every part
+  Matrix pre, a, z, dz, da, dpre;    // rows R_p: (Np, H) (Np, H) (Np, K) (Np, K) (Np, H) (Np, H)
+  Matrix dpre_all;                   // (N, H) dpre of every row: this part's, then the others'
+  Matrix dW2_part, db2_part;         // (H, K), (1, K) sums over rows R_p, read by every part
+  Matrix db1_part;                   // (1, H) likewise
+  double loss = 0;                   // summed over rows R_p, read by every part
+  std::size_t hits = 0;              // likewise
+  std::vector<std::uint8_t> labels;  // (Np)
   std::unique_ptr<Layer<float>> act;
   std::unique_ptr<Optimizer> optimizer;
-  std::vector<Param<float>> params;  // W1, b1, W2, b2 as Network::params() orders them
+  std::vector<Param<float>> params;  // W1 (this part's rows), b1, W2, b2
 };
 
 int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
@@ -83,25 +82,25 @@ int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimi
       arch.dropout > 0.0 || optimizer.clip_grad_norm > 0.0) {
     return 0;
   }
-  const auto widest = static_cast<int>(arch.hidden[0] / kMinPanelWidth);
-  const int parts = std::min({threads, widest, ThreadPool::kMaxParts});
+  const auto most = static_cast<int>(arch.input_dim / kMinPixelsPerPart);
+  const int parts = std::min({threads, most, ThreadPool::kMaxParts});
   return parts >= 2 ? parts : 0;
 }
 
 SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts)
     : arch_(arch) {
   if (parts_for(arch, config, true, parts) != parts) {
-    throw std::invalid_argument("SplitStep: " + std::to_string(parts) + " panels for " +
+    throw std::invalid_argument("SplitStep: " + std::to_string(parts) + " parts for " +
                                 arch.describe());
   }
-  panels_.resize(static_cast<std::size_t>(parts));
-  const std::size_t H = arch.hidden[0], P = panels_.size();
-  // Each thread allocates its own panel (glibc's malloc gives each thread an arena of its
-  // own), so that the small tensors of different panels do not share cache lines.
+  parts_.resize(static_cast<std::size_t>(parts));
+  const std::size_t D = arch.input_dim, P = parts_.size();
+  // Each thread allocates its own part (glibc's malloc gives each thread an arena of its own),
+  // so that the small tensors of different parts do not share cache lines.
   ThreadPool::global().run(parts, [&](int part) {
     const auto p = static_cast<std::size_t>(part);
-    const std::size_t h0 = H * p / P, h1 = H * (p + 1) / P;
-    panels_[p] = std::make_unique<Panel>(arch, config, h0, h1 - h0);
+    const std::size_t k0 = D * p / P, k1 = D * (p + 1) / P;
+    parts_[p] = std::make_unique<Part>(arch, config, k0, k1 - k0);
   });
 }
 
@@ -109,42 +108,42 @@ SplitStep::~SplitStep() = default;
 
 void SplitStep::load(Network<float>& net, Optimizer& optimizer) {
   std::vector<Param<float>> params = net.params();
-  if (params.size() != kParams || params[kW1].value->cols() != arch_.hidden[0]) {
+  if (params.size() != kParams || params[kW1].value->cols() != arch_.hidden[0] ||
+      params[kW1].value->rows() != arch_.input_dim) {
     throw std::invalid_argument("SplitStep::load: the network is not " + arch_.describe());
   }
   optimizer.prepare(params);
   const std::vector<Optimizer::Slot> whole = optimizer.slots();
-  for (auto& panel : panels_) {
+  for (auto& part : parts_) {
     for (std::size_t i = 0; i < kParams; ++i) {
-      copy_part(i, *params[i].value, *panel->params[i].value, panel->h0, true);
+      copy_part(i, *params[i].value, *part->params[i].value, part->k0, true);
     }
-    const std::vector<Optimizer::Slot> part = panel->optimizer->slots();
-    for (std::size_t j = 0; j < part.size(); ++j) {
-      copy_part(j % kParams, *whole[j].value, *part[j].value, panel->h0, true);
+    const std::vector<Optimizer::Slot> mine = part->optimizer->slots();
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      copy_part(j % kParams, *whole[j].value, *mine[j].value, part->k0, true);
     }
-    panel->optimizer->set_steps(optimizer.steps());
+    part->optimizer->set_steps(optimizer.steps());
   }
 }
 
 void SplitStep::store(Network<float>& net, Optimizer& optimizer) {
   std::vector<Param<float>> params = net.params();
   const std::vector<Optimizer::Slot> whole = optimizer.slots();
-  // Every panel holds the same b2 (and its state); the first one's is written back.
-  for (auto& panel : panels_) {
-    const bool first = panel == panels_.front();
+  // Every part holds the same b1, W2 and b2 (and their state); the first one's are written back.
+  for (auto& part : parts_) {
+    const bool first = part == parts_.front();
     for (std::size_t i = 0; i < kParams; ++i) {
-      if (i != kB2 || first) {
-        copy_part(i, *params[i].value, *panel->params[i].value, panel->h0, false);
-      }
+      if (i == kW1 || first)
+        copy_part(i, *params[i].value, *part->params[i].value, part->k0, false);
     }
-    const std::vector<Optimizer::Slot> part = panel->optimizer->slots();
-    for (std::size_t j = 0; j < part.size(); ++j) {
-      if (j % kParams != kB2 || first) {
-        copy_part(j % kParams, *whole[j].value, *part[j].value, panel->h0, false);
+    const std::vector<Optimizer::Slot> mine = part->optimizer->slots();
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      if (j % kParams == kW1 || first) {
+        copy_part(j % kParams, *whole[j].value, *mine[j].value, part->k0, false);
       }
     }
   }
-  optimizer.set_steps(panels_.front()->optimizer->steps());
+  optimizer.set_steps(parts_.front()->optimizer->steps());
 }
 
 SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx, std::size_t n,
@@ -156,68 +155,106 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
   // The parts wait for each other: each needs a thread of its own.
   if (pool.max_parts() < P || ThreadPool::inside_job()) {
     throw std::logic_error("SplitStep::run: " + std::to_string(P) +
-                           " panels need as many idle threads");
+                           " parts need as many idle threads");
   }
   Outcome outcome;
   if (B == 0 || n == 0) return outcome;
-  const std::size_t D = arch_.input_dim, K = arch_.num_classes;
+  const std::size_t D = arch_.input_dim, H = arch_.hidden[0], K = arch_.num_classes;
   const float scale = arch_.input_scale(), shift = arch_.input_shift();
   const std::size_t steps = (n + B - 1) / B;
-  kernels::sparse_reshape(batch_[0], std::min(B, n), D, shift);
 
   SpinBarrier barrier(P);
   outcome.steps = steps;          // written by part 0 only
   std::atomic<bool> stop{false};  // a callback threw: every part leaves at the next barrier
   std::exception_ptr error;
   pool.run(P, [&](int part) {
-    Panel& me = *panels_[static_cast<std::size_t>(part)];
-    const std::size_t Hp = me.Hp;
+    const auto p = static_cast<std::size_t>(part), parts = static_cast<std::size_t>(P);
+    Part& me = *parts_[p];
+    const std::size_t Dp = me.W1.rows();
     for (std::size_t s = 0; s < steps; ++s) {
       const std::size_t start = s * B, N = std::min(B, n - start);
+      const std::size_t r0 = N * p / parts, r1 = N * (p + 1) / parts, Np = r1 - r0;
       const std::uint32_t* rows = idx + start;
-      SparseBatch& x = batch_[s % 2];
-      const std::size_t blocks = x.blocks();
-      const auto p = static_cast<std::size_t>(part), parts = static_cast<std::size_t>(P);
-      for (std::size_t b = blocks * p / parts; b < blocks * (p + 1) / parts; ++b) {
-        kernels::sparse_encode_block(x, b, data.images.data(), rows, scale);
+
+      // This part's pixels of the batch, and their share of the first layer's output:
+      // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p.
+      kernels::sparse_reshape(me.x, N, Dp, shift);
+      me.y.resize(N, H);
+      for (std::size_t b = 0; b < me.x.blocks(); ++b) {
+        kernels::sparse_encode_block(me.x, b, data.images.data() + me.k0, D, rows, scale);
+        kernels::sparse_forward_block(me.x, b, me.W1.data(), me.zero_bias.data(),
+                                      me.y.row(me.x.block_begin[b]), H);
       }
       barrier.arrive_and_wait();
       if (stop.load(std::memory_order_relaxed)) break;
-      // Nobody reads the other batch now (everyone has finished step s - 1), and everyone
-      // will have passed the next barrier, after this, before encoding into it.
-      if (part == 0 && s + 1 < steps) {
-        kernels::sparse_reshape(batch_[(s + 1) % 2], std::min(B, n - start - B), D, shift);
-      }
 
-      // Forward: pre (N, Hp) = S W1 + b1;  a = act(pre);  z_part (N, K) = a W2.
-      me.pre.resize(N, Hp);
-      for (std::size_t b = 0; b < blocks; ++b) {
-        kernels::sparse_forward_block(x, b, me.W1.data(), me.b1.data(),
-                                      me.pre.row(x.block_begin[b]), Hp);
-      }
-      me.act->forward(me.pre, me.a, true);
-      me.z_part.resize(N, K);
-      kernels::gemm<float>(false, false, N, K, Hp, 1.0f, me.a.data(), Hp, me.W2.data(), K, 0.0f,
-                           me.z_part.data(), K);
-      barrier.arrive_and_wait();
-
-      // Loss: z (N, K) = b2 + the panels' parts, summed in panel order on every thread.
-      me.z.resize(N, K);
-      me.dz.resize(N, K);
-      for (std::size_t i = 0; i < N; ++i) {
-        float* zi = me.z.row(i);
-        std::copy(me.b2.data(), me.b2.data() + K, zi);
-        for (const auto& q : panels_) {
-          const float* zq = q->z_part.row(i);
-          for (std::size_t k = 0; k < K; ++k) zi[k] += zq[k];
+      // Rows R_p = [r0, r1): pre (Np, H) = b1 + y_0 + y_1 + ..., summed in part order.
+      me.pre.resize(Np, H);
+      for (std::size_t i = 0; i < Np; ++i) {
+        float* out = me.pre.row(i);
+        std::copy(me.b1.data(), me.b1.data() + H, out);
+        for (const auto& q : parts_) {
+          const float* yq = q->y.row(r0 + i);
+          for (std::size_t h = 0; h < H; ++h) out[h] += yq[h];
         }
       }
-      me.labels.resize(N);
-      for (std::size_t i = 0; i < N; ++i) me.labels[i] = data.labels[rows[i]];
+      // a = act(pre);  z (Np, K) = a W2 + b2;  the loss and dz of these rows.
+      me.act->forward(me.pre, me.a, true);
+      me.z.resize(Np, K);
+      me.dz.resize(Np, K);
+      me.labels.resize(Np);
+      for (std::size_t i = 0; i < Np; ++i) me.labels[i] = data.labels[rows[r0 + i]];
+      me.hits = 0;
+      me.loss = 0.0;
+      if (Np > 0) {
+        kernels::gemm<float>(false, false, Np, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
+                             me.z.data(), K);
+        kernels::add_bias_rows(me.z.data(), me.b2.data(), Np, K);
+        me.loss = kernels::softmax_cross_entropy<float>(me.z.data(), me.labels.data(), Np, K,
+                                                        label_smoothing, me.dz.data(), &me.hits);
+        // The kernel divides by the rows it was given; the batch mean divides by N.
+        const float rescale = static_cast<float>(Np) / static_cast<float>(N);
+        if (rescale != 1.0f) {
+          for (float& v : me.dz) v *= rescale;
+        }
+        // dW2_p (H, K) = a^T dz;  db2_p = 1^T dz;  da (Np, H) = dz W2^T;  dpre = act'(da).
+        kernels::gemm<float>(true, false, H, K, Np, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
+                             me.dW2_part.data(), K);
+        kernels::sum_rows(me.dz.data(), me.db2_part.data(), Np, K);
+        me.da.resize(Np, H);
+        kernels::gemm<float>(false, true, Np, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
+                             me.da.data(), H);
+        me.act->backward(me.da, &me.dpre);
+        kernels::sum_rows(me.dpre.data(), me.db1_part.data(), Np, H);
+      } else {
+        me.dW2_part.fill(0.0f);
+        me.db2_part.fill(0.0f);
+        me.db1_part.fill(0.0f);
+      }
+      me.dpre_all.resize(N, H);
+      std::copy(me.dpre.data(), me.dpre.data() + Np * H, me.dpre_all.row(r0));
+      barrier.arrive_and_wait();
+
+      // The batch's loss, and the gradients of the shared tensors, summed in part order: every
+      // part computes the same numbers, so all of them stop at the same step and keep equal
+      // copies of b1, W2 and b2.
+      double loss = 0.0;
       std::size_t hits = 0;
-      const double loss = kernels::softmax_cross_entropy<float>(
-          me.z.data(), me.labels.data(), N, K, label_smoothing, me.dz.data(), &hits);
-      // Every part computed the same loss, so all of them stop at the same step.
+      me.dW2.fill(0.0f);
+      me.db2.fill(0.0f);
+      me.db1.fill(0.0f);
+      for (std::size_t q = 0; q < parts; ++q) {
+        const Part& other = *parts_[q];
+        loss += other.loss;
+        hits += other.hits;
+        add(other.dW2_part, me.dW2);
+        add(other.db2_part, me.db2);
+        add(other.db1_part, me.db1);
+        if (q != p) {  // the other parts' rows of dpre
+          const std::size_t q0 = N * q / parts, q1 = N * (q + 1) / parts;
+          std::copy(other.dpre_all.row(q0), other.dpre_all.row(q1), me.dpre_all.row(q0));
+        }
+      }
       if (!std::isfinite(loss)) {
         if (part == 0) outcome = {s, loss};
         break;
@@ -232,17 +269,8 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
           continue;  // to the next barrier, where the other parts learn of it
         }
       }
-
-      // Backward: dW2 (Hp, K) = a^T dz;  db2 = 1^T dz;  da (N, Hp) = dz W2^T.
-      kernels::gemm<float>(true, false, Hp, K, N, 1.0f, me.a.data(), Hp, me.dz.data(), K, 0.0f,
-                           me.dW2.data(), K);
-      kernels::sum_rows(me.dz.data(), me.db2.data(), N, K);
-      me.da.resize(N, Hp);
-      kernels::gemm<float>(false, true, N, Hp, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
-                           me.da.data(), Hp);
-      me.act->backward(me.da, &me.dpre);
-      // dW1 (D, Hp) = S^T dpre + shift 1 db1;  db1 = 1^T dpre.
-      kernels::sparse_weight_grad(x, me.dpre.data(), Hp, 0, D, me.dW1.data(), me.db1.data());
+      // dW1_p (Dp, H) = S_p^T dpre + shift 1 db1, over every row of the batch.
+      kernels::sparse_weight_grad(me.x, me.dpre_all.data(), H, 0, Dp, me.dW1.data(), nullptr);
       me.optimizer->step(me.params, lr);
     }
   });

@@ -60,6 +60,11 @@ void sparse_reshape(SparseBatch& s, std::size_t N, std::size_t D, float shift);
 // its stored values are scale * u for the nonzero pixels u.
 void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
                          const std::uint32_t* idx, float scale);
+// The same for a stretch of D pixels of longer images: row i is the D pixels at
+// images + idx[i] * image_stride (image_stride >= D). With images advanced by k0, a batch of
+// pixels [k0, k0 + D) of each image.
+void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
+                         std::size_t image_stride, const std::uint32_t* idx, float scale);
 
 // Forward pass of block b through a dense layer with weights W (D, H) and bias (H):
 //   y[i, :] = sum over stored pixels k of row i: value * W[k, :] + bias + shift * 1_D^T W

@@ -1,24 +1,23 @@
-// Training the one-hidden-layer network (the original's 784-128-10) on several threads by
-// splitting its hidden units between them: model parallelism. Thread p owns a panel of hidden
-// units [h0, h1): those columns of W1 and b1, those rows of W2, their gradients and optimizer
-// state, kept in memory of its own. A step then moves only activations between the cores:
+// Training the one-hidden-layer network (the original's 784-128-10) on several threads.
+// Thread p owns a stretch of pixels K_p: those rows of W1 (D, H), their gradient and optimizer
+// state, in memory of its own, and the images' pixels K_p, which it encodes itself. The batch's
+// rows are split too (R_p), for everything after the first layer:
 //
-//   encode    each thread encodes its share of the batch's row blocks (nanomlp/sparse.hpp)
+//   encode    S_p = the pixels K_p of every image of the batch, without background (sparse.hpp)
+//   forward   y_p (N, H) = S_p W1_p + shift 1 1^T W1_p           (the pixels' share of x W1)
 //                                                                                  [barrier]
-//   forward   pre_p (N, Hp) = S W1_p + b1_p;  a_p = act(pre_p);  z_p (N, K) = a_p W2_p
+//   rows R_p  pre = b1 + y_0 + y_1 + ...;  a = act(pre);  z = a W2 + b2;  dz = d loss / dz
+//             dW2_p = a^T dz;  db2_p = 1^T dz;  dpre = act'(pre) * (dz W2^T);  db1_p = 1^T dpre
 //                                                                                  [barrier]
-//   loss      z = b2 + z_0 + z_1 + ... (the same order on every thread);  dz = d loss / dz
-//   backward  dW2_p = a_p^T dz;  db2 = 1^T dz;  da_p = dz W2_p^T;  dpre_p = act'(pre_p) * da_p
-//             dW1_p = S^T dpre_p + shift 1 db1_p;  db1_p = 1^T dpre_p
-//   update    each thread steps its own panel with its own optimizer (the updates are
-//             element-wise, so this is the optimizer's step on the whole network).
+//   update    dW2 = dW2_0 + dW2_1 + ... (and db2, db1, the loss), the same order on every
+//             thread; dW1_p = S_p^T dpre + shift 1 db1 over all rows; each thread steps W1_p
+//             and its own copy of b1, W2 and b2 (the same numbers on every thread).
 //
-// Every thread computes the loss and dz itself (N x K numbers, cheaper than a third barrier),
-// so all of them see the same values and b2 stays the same in every panel.
-//
-// Why not split the batch instead: every thread would then update all of W1, and on the 2-core
-// development machine moving the 400 KB of weights between the cores at every step cost more
-// than the split saved (0.137 s per epoch on one thread, 0.20 s on two).
+// So every thread does 1/P of the sparse work (per pixel) and of the rest (per row), and the
+// weights never move between cores: only the partial outputs y_p rows (N/P x H from each other
+// thread), dpre rows and the small partial gradients do. Splitting the batch instead, with
+// every thread reading all of W1, moved the 400 KB of weights between the cores' caches at
+// every step and ran slower than one thread on the 2-core development machine.
 #pragma once
 
 #include <cstddef>
@@ -36,28 +35,28 @@ namespace nanomlp {
 
 class SplitStep {
  public:
-  // Hidden units per panel at least: one vector of 16 floats.
-  static constexpr std::size_t kMinPanelWidth = 16;
+  // Pixels per part at least: fewer and the fixed work of a step outweighs the split.
+  static constexpr std::size_t kMinPixelsPerPart = 64;
 
-  // How many panels a run can use: 0 unless the network is Linear, activation, Linear (no batch
+  // How many parts a run can use: 0 unless the network is Linear, activation, Linear (no batch
   // norm, no dropout), the input is read sparse, at least two threads work, and gradients are
-  // not clipped (their global norm would need every panel's gradients at one place).
+  // not clipped (their global norm would need every part's gradients at one place).
   static int parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
                        bool sparse_input, int threads);
 
-  // Panels for `net`, stepped by optimizers configured like `config`. Each thread allocates its
-  // own panel, so that no two panels share a cache line or a prefetcher's reach.
+  // Parts for `arch`, stepped by optimizers configured like `config`. Each thread allocates its
+  // own part, so that no two parts share a cache line or a prefetcher's reach.
   SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts);
   ~SplitStep();
   SplitStep(const SplitStep&) = delete;
   SplitStep& operator=(const SplitStep&) = delete;
 
-  int parts() const { return static_cast<int>(panels_.size()); }
+  int parts() const { return static_cast<int>(parts_.size()); }
 
-  // Copies the network's weights and the optimizer's state and step count into the panels.
+  // Copies the network's weights and the optimizer's state and step count into the parts.
   void load(Network<float>& net, Optimizer& optimizer);
   // Copies them back: after store(), net and optimizer are those of a run that took the same
-  // steps on one thread (up to the order of the sums in z).
+  // steps on one thread (up to the order of the sums over parts).
   void store(Network<float>& net, Optimizer& optimizer);
 
   // Called on the calling thread after each step's loss is known: step, rows, summed loss of
@@ -76,10 +75,9 @@ class SplitStep {
               const StepFn& after_step);
 
  private:
-  struct Panel;
+  struct Part;
   Architecture arch_;
-  std::vector<std::unique_ptr<Panel>> panels_;
-  SparseBatch batch_[2];  // step s encodes into batch_[s % 2] while no thread reads it
+  std::vector<std::unique_ptr<Part>> parts_;
 };
 
 }  // namespace nanomlp

@@ -221,7 +221,16 @@ void sparse_reshape(SparseBatch& s, std::size_t N, std::size_t D, float shift) {
 
 void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
                          const std::uint32_t* idx, float scale) {
+  sparse_encode_block(s, b, images, s.cols, idx, scale);
+}
+
+void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
+                         std::size_t image_stride, const std::uint32_t* idx, float scale) {
   check_block(s, b, "sparse_encode_block");
+  if (image_stride < s.cols) {
+    throw std::invalid_argument("sparse_encode_block: image stride " +
+                                std::to_string(image_stride) + " < D=" + std::to_string(s.cols));
+  }
   const std::size_t D = s.cols, r0 = s.block_begin[b], r1 = s.block_begin[b + 1];
   std::uint32_t* cs = s.col_start.data() + b * s.col_stride;
   // Counting sort by pixel: count each pixel's entries into cs[k + 1], turn the counts into
@@ -231,10 +240,10 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
     // The images are picked at random from 47 MB: fetch the one after next while counting
     // this one, so that its cache lines arrive in the shadow of the work.
     if (r + 2 < r1) {
-      const std::uint8_t* ahead = images + std::size_t{idx[r + 2]} * D;
+      const std::uint8_t* ahead = images + std::size_t{idx[r + 2]} * image_stride;
       for (std::size_t k = 0; k < D; k += 64) __builtin_prefetch(ahead + k);
     }
-    const std::uint8_t* img = images + std::size_t{idx[r]} * D;
+    const std::uint8_t* img = images + std::size_t{idx[r]} * image_stride;
     std::uint32_t* count = cs + 1;
     for (std::size_t k = 0; k < D; ++k) count[k] += img[k] != 0;
   }
@@ -244,7 +253,7 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
   std::uint16_t* rows = s.row.data();
   float* values = s.value.data();
   for (std::size_t r = r0; r < r1; ++r) {
-    const std::uint8_t* img = images + std::size_t{idx[r]} * D;
+    const std::uint8_t* img = images + std::size_t{idx[r]} * image_stride;
     const auto local = static_cast<std::uint16_t>(r - r0);
     auto place = [&](std::size_t k) {
       const std::uint32_t pos = cs[k]++;

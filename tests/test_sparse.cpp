@@ -145,6 +145,49 @@ TEST(Sparse, RejectsOutOfRangeArguments) {
                std::invalid_argument);
 }
 
+// A stretch of pixels of longer images (the hidden-unit split encodes its own pixels): the
+// columns [k0, k0 + Dp) of the whole batch's dense view, for stretches that start and end
+// off the 64-byte scan.
+TEST(Sparse, EncodesAStretchOfPixelsOfLongerImages) {
+  const std::size_t N = 37, D = 784;
+  Rng rng(5);
+  const auto images = random_images(N, D, 0.3, rng);
+  std::vector<std::uint32_t> idx(N);
+  for (std::size_t i = 0; i < N; ++i) idx[i] = static_cast<std::uint32_t>((i * 5 + 1) % N);
+  const float scale = 0.5f, shift = -0.25f;
+  SparseBatch whole;
+  kernels::sparse_reshape(whole, N, D, shift);
+  for (std::size_t b = 0; b < whole.blocks(); ++b) {
+    kernels::sparse_encode_block(whole, b, images.data(), idx.data(), scale);
+  }
+  std::vector<float> dense(N * D);
+  kernels::sparse_to_dense(whole, dense.data());
+  for (const auto& [k0, Dp] :
+       {std::pair<std::size_t, std::size_t>{0, 392}, {392, 392}, {70, 1}, {13, 771}, {700, 84}}) {
+    SCOPED_TRACE("pixels [" + std::to_string(k0) + ", " + std::to_string(k0 + Dp) + ")");
+    SparseBatch part;
+    kernels::sparse_reshape(part, N, Dp, shift);
+    for (std::size_t b = 0; b < part.blocks(); ++b) {
+      kernels::sparse_encode_block(part, b, images.data() + k0, D, idx.data(), scale);
+    }
+    std::vector<float> got(N * Dp);
+    kernels::sparse_to_dense(part, got.data());
+    for (std::size_t i = 0; i < N; ++i) {
+      for (std::size_t k = 0; k < Dp; ++k) {
+        ASSERT_EQ(got[i * Dp + k], dense[i * D + k0 + k]) << "row " << i << ", pixel " << k;
+      }
+    }
+  }
+  SparseBatch part;
+  kernels::sparse_reshape(part, N, 100, shift);
+  try {
+    kernels::sparse_encode_block(part, 0, images.data(), 99, idx.data(), scale);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("image stride 99 < D=100"));
+  }
+}
+
 // The Dense layer gives the same output and gradients from a sparse batch as from its dense
 // view, on 1 and 2 threads (the split must not change a single bit between runs).
 TEST(Sparse, DenseLayerMatchesItsDensePathOnOneAndTwoThreads) {

@@ -1,5 +1,5 @@
 // The hidden-unit split (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
-// takes, that moving weights and optimizer state into panels and back loses nothing, that its
+// takes, that moving weights and optimizer state into parts and back loses nothing, that its
 // steps follow the serial ones (widths that are not multiples of 16, a last batch of 4 rows),
 // that it is deterministic, and how it stops on a NaN loss or a throwing callback.
 #include <gmock/gmock.h>
@@ -59,9 +59,11 @@ class SplitStepTest : public ::testing::Test {
 TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
   OptimizerConfig sgd;
   EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 2), 2);
-  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 8), 8);
-  EXPECT_EQ(SplitStep::parts_for(arch(64), sgd, true, 8), 4);  // panels of at least 16
-  EXPECT_EQ(SplitStep::parts_for(arch(31), sgd, true, 2), 0);
+  EXPECT_EQ(SplitStep::parts_for(arch(7), sgd, true, 2), 2);      // any width
+  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 64), 12);  // 784 pixels: 64 or more each
+  Architecture narrow = arch(128);
+  narrow.input_dim = 100;  // fewer than 2 x 64 pixels
+  EXPECT_EQ(SplitStep::parts_for(narrow, sgd, true, 2), 0);
   EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 1), 0);
   EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, false, 2), 0);  // dense input
   Architecture deep = arch(128);
@@ -85,7 +87,7 @@ TEST_F(SplitStepTest, LoadThenStoreGivesBackWeightsAndOptimizerStateBitForBit) {
     OptimizerConfig config;
     config.name = name;
     config.momentum = 0.9;
-    Network<float> net(arch(50));  // panels of 25: not a multiple of 16
+    Network<float> net(arch(50));  // not a multiple of 16
     Rng rng(3);
     net.init(rng);
     for (auto& p : net.params()) {
@@ -121,15 +123,21 @@ TEST_F(SplitStepTest, LoadThenStoreGivesBackWeightsAndOptimizerStateBitForBit) {
 
 // One epoch through the split and through the serial step (Network + Optimizer on one
 // thread), from the same weights: the losses and the weights agree up to float rounding (only
-// the order of the sum over panels in z differs).
-TEST_F(SplitStepTest, StepsFollowTheSerialStepForEachOptimizer) {
-  const Dataset data = inked(100, 5);  // batches of 32: the last has 4 rows
+// the order of the sums over parts differs). Two and three parts (784 pixels cut 261, 261,
+// 262; rows of 32 cut 10, 11, 11); the last batch has one row, so some parts have none.
+TEST_F(SplitStepTest, StepsFollowTheSerialStep) {
+  const Dataset data = inked(97, 5);  // batches of 32: the last has 1 row
   std::vector<std::uint32_t> idx(data.count);
   std::iota(idx.begin(), idx.end(), 0u);
   Rng shuffle(9);
   shuffle.shuffle(idx);
-  for (const char* name : {"sgd", "adam"}) {
-    SCOPED_TRACE(name);
+  struct Case {
+    const char* optimizer;
+    int parts;
+  };
+  for (const Case c : {Case{"sgd", 2}, Case{"adam", 2}, Case{"sgd", 3}}) {
+    const char* name = c.optimizer;
+    SCOPED_TRACE(std::string(name) + ", " + std::to_string(c.parts) + " parts");
     OptimizerConfig config;
     config.name = name;
     config.momentum = 0.9;
@@ -174,10 +182,10 @@ TEST_F(SplitStepTest, StepsFollowTheSerialStepForEachOptimizer) {
       serial_opt->step(serial.params(), learning_rate(schedule, static_cast<std::int64_t>(s)));
     }
 
-    // Split over two threads.
-    kernels::set_num_threads(2);
+    // Split over the parts' threads.
+    kernels::set_num_threads(c.parts);
     auto parallel_opt = make_optimizer(config);
-    SplitStep split(parallel.architecture(), config, 2);
+    SplitStep split(parallel.architecture(), config, c.parts);
     split.load(parallel, *parallel_opt);
     std::vector<double> split_loss;
     std::vector<std::size_t> rows;
@@ -192,7 +200,7 @@ TEST_F(SplitStepTest, StepsFollowTheSerialStepForEachOptimizer) {
     split.store(parallel, *parallel_opt);
 
     EXPECT_EQ(out.steps, steps);
-    EXPECT_EQ(rows, (std::vector<std::size_t>{32, 32, 32, 4}));
+    EXPECT_EQ(rows, (std::vector<std::size_t>{32, 32, 32, 1}));
     ASSERT_EQ(split_loss.size(), steps);
     for (std::size_t s = 0; s < steps; ++s) {
       EXPECT_NEAR(split_loss[s], serial_loss[s], 1e-4 * std::fabs(serial_loss[s])) << s;
@@ -274,7 +282,7 @@ TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAndLeavesThePoolUsable) {
   EXPECT_EQ(out.steps, 13u);
 }
 
-TEST_F(SplitStepTest, RefusesToRunWithoutAThreadPerPanel) {
+TEST_F(SplitStepTest, RefusesToRunWithoutAThreadPerPart) {
   const Dataset data = inked(20, 7);
   std::vector<std::uint32_t> idx(data.count);
   std::iota(idx.begin(), idx.end(), 0u);
@@ -286,7 +294,7 @@ TEST_F(SplitStepTest, RefusesToRunWithoutAThreadPerPanel) {
               [](std::size_t, std::size_t, double, std::size_t, double) {});
     FAIL() << "no exception";
   } catch (const std::logic_error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("2 panels need as many idle threads"));
+    EXPECT_THAT(e.what(), HasSubstr("2 parts need as many idle threads"));
   }
 }
 

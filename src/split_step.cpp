@@ -87,7 +87,36 @@ int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimi
   return parts >= 2 ? parts : 0;
 }
 
-SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts)
+namespace {
+
+// Cuts pixels [0, D) into P stretches of equal weight (at least `least` pixels each): the work
+// of a part follows its inked pixels (encoding, forward and weight gradient alike), and
+// MNIST's lower half holds more ink than its upper half (measured: the part with pixels
+// [392, 784) took 2-4 us longer per step).
+std::vector<std::size_t> cut_pixels(const std::vector<double>& weight, std::size_t P,
+                                    std::size_t least) {
+  const std::size_t D = weight.size();
+  double total = 0.0;
+  for (double w : weight) total += w;
+  std::vector<std::size_t> cuts(P + 1, D);
+  cuts[0] = 0;
+  double running = 0.0;
+  for (std::size_t k = 0, p = 1; k < D && p < P; ++k) {
+    running += weight[k];
+    while (p < P && running >= total * static_cast<double>(p) / static_cast<double>(P)) {
+      cuts[p++] = k + 1;
+    }
+  }
+  for (std::size_t p = 1; p < P; ++p) {
+    cuts[p] = std::clamp(cuts[p], cuts[p - 1] + least, D - (P - p) * least);
+  }
+  return cuts;
+}
+
+}  // namespace
+
+SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
+                     const Dataset* ink_of)
     : arch_(arch) {
   if (parts_for(arch, config, true, parts) != parts) {
     throw std::invalid_argument("SplitStep: " + std::to_string(parts) + " parts for " +
@@ -95,12 +124,21 @@ SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, in
   }
   parts_.resize(static_cast<std::size_t>(parts));
   const std::size_t D = arch.input_dim, P = parts_.size();
+  // Weight of a pixel: 1 (its share of the per-pixel work) plus how often it is inked.
+  std::vector<double> weight(D, 1.0);
+  if (ink_of != nullptr && D == kImagePixels) {
+    const std::size_t images = std::min<std::size_t>(ink_of->count, 10000);
+    for (std::size_t i = 0; i < images; ++i) {
+      const std::uint8_t* img = ink_of->image(i);
+      for (std::size_t k = 0; k < D; ++k) weight[k] += img[k] != 0 ? 1.0 : 0.0;
+    }
+  }
+  cuts_ = cut_pixels(weight, P, kMinPixelsPerPart);
   // Each thread allocates its own part (glibc's malloc gives each thread an arena of its own),
   // so that the small tensors of different parts do not share cache lines.
   ThreadPool::global().run(parts, [&](int part) {
     const auto p = static_cast<std::size_t>(part);
-    const std::size_t k0 = D * p / P, k1 = D * (p + 1) / P;
-    parts_[p] = std::make_unique<Part>(arch, config, k0, k1 - k0);
+    parts_[p] = std::make_unique<Part>(arch, config, cuts_[p], cuts_[p + 1] - cuts_[p]);
   });
 }
 

@@ -265,7 +265,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   std::unique_ptr<SplitStep> split;
   if (const int parts =
           SplitStep::parts_for(arch, options.optimizer, sparse, ThreadPool::global().max_parts())) {
-    split = std::make_unique<SplitStep>(arch, options.optimizer, parts);
+    split = std::make_unique<SplitStep>(arch, options.optimizer, parts, &data.train);
   }
 
   const auto loop_start = Clock::now();

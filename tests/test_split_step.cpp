@@ -81,6 +81,35 @@ TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
   EXPECT_THROW(SplitStep(deep, sgd, 2), std::invalid_argument);
 }
 
+TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualInk) {
+  OptimizerConfig sgd;
+  EXPECT_EQ(SplitStep(arch(32), sgd, 2).pixel_cuts(), (std::vector<std::size_t>{0, 392, 784}));
+  kernels::set_num_threads(3);
+  EXPECT_EQ(SplitStep(arch(32), sgd, 3).pixel_cuts(), (std::vector<std::size_t>{0, 262, 523, 784}));
+  // `images` images inked on their last `inked` pixels only: a pixel weighs 1, plus 1 for each
+  // image that inks it.
+  auto bottom_ink = [](std::size_t images, std::size_t inked) {
+    Dataset d;
+    d.count = images;
+    d.images.assign(images * kImagePixels, 0);
+    d.labels.assign(images, 0);
+    for (std::size_t i = 0; i < images; ++i) {
+      std::fill(d.images.begin() + static_cast<std::ptrdiff_t>((i + 1) * kImagePixels - inked),
+                d.images.begin() + static_cast<std::ptrdiff_t>((i + 1) * kImagePixels), 200);
+    }
+    return d;
+  };
+  kernels::set_num_threads(2);
+  // 684 x 1 + 100 x 11 = 1784: half is reached 19 pixels into the ink (684 + 19 x 11 >= 892).
+  const Dataset some = bottom_ink(10, 100);
+  EXPECT_EQ(SplitStep(arch(32), sgd, 2, &some).pixel_cuts(),
+            (std::vector<std::size_t>{0, 703, 784}));
+  // Half the weight lies at pixel 771, but the last part keeps at least 64 pixels.
+  const Dataset heavy = bottom_ink(100, 20);
+  EXPECT_EQ(SplitStep(arch(32), sgd, 2, &heavy).pixel_cuts(),
+            (std::vector<std::size_t>{0, 720, 784}));
+}
+
 TEST_F(SplitStepTest, LoadThenStoreGivesBackWeightsAndOptimizerStateBitForBit) {
   for (const char* name : {"sgd", "adam", "rmsprop"}) {
     SCOPED_TRACE(name);

@@ -45,8 +45,14 @@ class SplitStep {
                        bool sparse_input, int threads);
 
   // Parts for `arch`, stepped by optimizers configured like `config`. Each thread allocates its
-  // own part, so that no two parts share a cache line or a prefetcher's reach.
-  SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts);
+  // own part, so that no two parts share a cache line or a prefetcher's reach. The pixels are
+  // cut so that each part gets the same share of the ink of `ink_of` (of its first 10,000
+  // images), or the same number of pixels without it.
+  SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
+            const Dataset* ink_of = nullptr);
+
+  // The first pixel of each part, then D: parts + 1 numbers.
+  const std::vector<std::size_t>& pixel_cuts() const { return cuts_; }
   ~SplitStep();
   SplitStep(const SplitStep&) = delete;
   SplitStep& operator=(const SplitStep&) = delete;
@@ -78,6 +84,7 @@ class SplitStep {
   struct Part;
   Architecture arch_;
   std::vector<std::unique_ptr<Part>> parts_;
+  std::vector<std::size_t> cuts_;  // (parts + 1) part p owns pixels [cuts_[p], cuts_[p + 1])
 };
 
 }  // namespace nanomlp

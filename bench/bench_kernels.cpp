@@ -226,11 +226,13 @@ struct SparseStep {
     fill_random(W, 22);
     fill_random(y, 23);
   }
-  // Rows idx[start..start+64) as the trainer encodes them (MNIST's normalisation by default).
+  // Rows idx[start..start+64) as the trainer encodes them (MNIST's normalisation by default),
+  // fetching the next 64 rows' images a step ahead.
   void encode(std::size_t start, float scale = 1.0f / 255 / 0.3081f, float shift = -0.4242f) {
     kernels::sparse_reshape(x, 64, 784, shift);
+    const std::uint32_t* next = start + 128 <= idx.size() ? idx.data() + start + 64 : nullptr;
     for (std::size_t b = 0; b < x.blocks(); ++b) {
-      kernels::sparse_encode_block(x, b, images.data(), idx.data() + start, scale);
+      kernels::sparse_encode_block(x, b, images.data(), 784, idx.data() + start, scale, next);
     }
   }
 };

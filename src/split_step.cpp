@@ -213,13 +213,15 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
       const std::size_t start = s * B, N = std::min(B, n - start);
       const std::size_t r0 = N * p / parts, r1 = N * (p + 1) / parts, Np = r1 - r0;
       const std::uint32_t* rows = idx + start;
+      const bool next_full = N == B && start + 2 * B <= n;
 
       // This part's pixels of the batch, and their share of the first layer's output:
       // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p.
       kernels::sparse_reshape(me.x, N, Dp, shift);
       me.y.resize(N, H);
       for (std::size_t b = 0; b < me.x.blocks(); ++b) {
-        kernels::sparse_encode_block(me.x, b, data.images.data() + me.k0, D, rows, scale);
+        kernels::sparse_encode_block(me.x, b, data.images.data() + me.k0, D, rows, scale,
+                                     next_full ? rows + B : nullptr);
         kernels::sparse_forward_block(me.x, b, me.W1.data(), me.zero_bias.data(),
                                       me.y.row(me.x.block_begin[b]), H);
       }

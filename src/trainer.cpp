@@ -37,8 +37,10 @@ class BatchInput {
         shift_(arch.input_shift()),
         first_width_(first_width(arch)) {}
 
-  // Reads the images idx[0..B) and their labels.
-  void gather(const Dataset& data, const std::uint32_t* idx, std::size_t B, std::uint8_t* labels) {
+  // Reads the images idx[0..B) and their labels. next_idx, when not null, holds the B rows of
+  // the next batch, whose images the sparse encoder fetches from memory a step ahead.
+  void gather(const Dataset& data, const std::uint32_t* idx, std::size_t B, std::uint8_t* labels,
+              const std::uint32_t* next_idx = nullptr) {
     const std::size_t D = kImagePixels;
     for (std::size_t i = 0; i < B; ++i) labels[i] = data.labels[idx[i]];
     ThreadPool& pool = ThreadPool::global();
@@ -47,7 +49,7 @@ class BatchInput {
       const bool parallel = kernels::sparse_parallel(B, first_width_);
       pool.for_slices(sparse_x_.blocks(), parallel, [&](std::size_t begin, std::size_t end) {
         for (std::size_t b = begin; b < end; ++b) {
-          kernels::sparse_encode_block(sparse_x_, b, data.images.data(), idx, scale_);
+          kernels::sparse_encode_block(sparse_x_, b, data.images.data(), D, idx, scale_, next_idx);
         }
       });
       return;
@@ -316,7 +318,9 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
         const std::size_t start = s * B;
         const std::size_t nb = std::min(B, n_train - start);
         if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
-        input.gather(data.train, train_idx.data() + start, nb, labels.data());
+        const bool next_full = nb == B && start + 2 * B <= n_train;
+        input.gather(data.train, train_idx.data() + start, nb, labels.data(),
+                     next_full ? train_idx.data() + start + B : nullptr);
         const Matrix& z = input.forward(net, /*training=*/true);  // (nb, K)
         dz.resize(nb, K);
         std::size_t hits = 0;

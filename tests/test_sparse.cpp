@@ -145,7 +145,7 @@ TEST(Sparse, RejectsOutOfRangeArguments) {
                std::invalid_argument);
 }
 
-// A stretch of pixels of longer images (the hidden-unit split encodes its own pixels): the
+// A stretch of pixels of longer images (the split step encodes its own pixels): the
 // columns [k0, k0 + Dp) of the whole batch's dense view, for stretches that start and end
 // off the 64-byte scan.
 TEST(Sparse, EncodesAStretchOfPixelsOfLongerImages) {
@@ -167,8 +167,11 @@ TEST(Sparse, EncodesAStretchOfPixelsOfLongerImages) {
     SCOPED_TRACE("pixels [" + std::to_string(k0) + ", " + std::to_string(k0 + Dp) + ")");
     SparseBatch part;
     kernels::sparse_reshape(part, N, Dp, shift);
+    // Fetching a next batch's images (here the rows in reverse) changes nothing encoded.
+    std::vector<std::uint32_t> next(idx.rbegin(), idx.rend());
     for (std::size_t b = 0; b < part.blocks(); ++b) {
-      kernels::sparse_encode_block(part, b, images.data() + k0, D, idx.data(), scale);
+      kernels::sparse_encode_block(part, b, images.data() + k0, D, idx.data(), scale,
+                                   b % 2 == 0 ? next.data() : nullptr);
     }
     std::vector<float> got(N * Dp);
     kernels::sparse_to_dense(part, got.data());

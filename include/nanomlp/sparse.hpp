@@ -63,8 +63,11 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
 // The same for a stretch of D pixels of longer images: row i is the D pixels at
 // images + idx[i] * image_stride (image_stride >= D). With images advanced by k0, a batch of
 // pixels [k0, k0 + D) of each image.
+// next_idx, when not null, holds the rows of the batch that comes next (as many as this one):
+// their images are fetched from memory while this block is encoded, a whole step ahead.
 void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
-                         std::size_t image_stride, const std::uint32_t* idx, float scale);
+                         std::size_t image_stride, const std::uint32_t* idx, float scale,
+                         const std::uint32_t* next_idx = nullptr);
 
 // Forward pass of block b through a dense layer with weights W (D, H) and bias (H):
 //   y[i, :] = sum over stored pixels k of row i: value * W[k, :] + bias + shift * 1_D^T W

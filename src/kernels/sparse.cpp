@@ -225,7 +225,8 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
 }
 
 void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* images,
-                         std::size_t image_stride, const std::uint32_t* idx, float scale) {
+                         std::size_t image_stride, const std::uint32_t* idx, float scale,
+                         const std::uint32_t* next_idx) {
   check_block(s, b, "sparse_encode_block");
   if (image_stride < s.cols) {
     throw std::invalid_argument("sparse_encode_block: image stride " +
@@ -244,6 +245,10 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
     if (r + 2 < r1) {
       const std::uint8_t* ahead = images + std::size_t{idx[r + 2]} * image_stride;
       for (std::size_t k = 0; k < D; k += 64) __builtin_prefetch(ahead + k);
+    }
+    if (next_idx != nullptr) {
+      const std::uint8_t* later = images + std::size_t{next_idx[r]} * image_stride;
+      for (std::size_t k = 0; k < D; k += 64) __builtin_prefetch(later + k);
     }
     const std::uint8_t* img = images + std::size_t{idx[r]} * image_stride;
     std::uint32_t* count = cs + 1;

@@ -48,7 +48,7 @@ debug: deps
 	cmake --preset debug >/dev/null
 	cmake --build --preset debug -j $(JOBS)
 
-# The thread pool, the kernels it splits and the hidden-unit split, under ThreadSanitizer.
+# The thread pool, the kernels it splits and the split step, under ThreadSanitizer.
 TSAN_TESTS = test_kernels test_sparse test_split_step test_trainer
 tsan: deps-test
 	cmake --preset tsan >/dev/null

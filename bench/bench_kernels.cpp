@@ -365,8 +365,8 @@ void register_elementwise() {
 // ---------------------------------------------------------------------------------------------
 // One whole training step of the default network, as src/trainer.cpp runs it on MNIST (minus
 // the schedule and the progress callback): sparse encode, forward, softmax cross-entropy,
-// backward, SGD. On one thread through nanomlp::Network; on several through the hidden-unit
-// split (nanomlp/split_step.hpp), which runs a whole epoch in one job: each iteration times
+// backward, SGD. On one thread through nanomlp::Network; on several through the split step
+// (nanomlp/split_step.hpp), which runs a whole epoch in one job: each iteration times
 // kSplitSteps steps and reports their mean.
 
 void bm_step(benchmark::State& state, int threads) {

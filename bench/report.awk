@@ -194,12 +194,12 @@ function markdown(    i, f, t, key, tl, load1, note, sp, steps, np, tp, sep) {
     print ""
     print "| Part | 1 thread | " tl " |"
     print "|---|---:|---:|"
-    # On several threads the step is the hidden-unit split (nanomlp/split_step.hpp), which has
+    # On several threads the step is the split step (nanomlp/split_step.hpp), which has
     # no separate kernel calls to add up: only its whole step is measured.
     print "| 3 sgemm products of the output layer (the l2 b64 rows above) | " fmt_us(gemm_step_us[1]) " | - |"
     print "| the other kernels, 1 thread (sparse encode, forward and dW of the first layer, a bias add, ReLU forward and backward, softmax cross-entropy, a sum_rows, SGD update) | " fmt_us(elem_step_us) " | - |"
     print "| sum of the parts | " fmt_us(gemm_step_us[1] + elem_step_us) " | - |"
-    print "| one whole step in isolation (bench_kernels step/; on " tl ": the hidden-unit split, mean of 100 steps) | " ((1 in step_us) ? fmt_us(step_us[1]) : "-") " | " ((max_threads in step_us) ? fmt_us(step_us[max_threads]) : "-") " |"
+    print "| one whole step in isolation (bench_kernels step/; on " tl ": the split step, mean of 100 steps) | " ((1 in step_us) ? fmt_us(step_us[1]) : "-") " | " ((max_threads in step_us) ? fmt_us(step_us[max_threads]) : "-") " |"
     print "| one step in training (s / epoch ÷ " steps ") | " ((1 in default_epoch) ? fmt_us(default_epoch[1] / steps * 1e6) : "-") " | " ((max_threads in default_epoch) ? fmt_us(default_epoch[max_threads] / steps * 1e6) : "-") " |"
     print ""
     print "| Kernel (1 thread) | µs per call | GB/s | Calls per default step |"

@@ -262,8 +262,8 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   BatchInput input(sparse, arch);
   Matrix dz(B, K);  // (B, K)
   std::vector<std::uint8_t> labels(B);
-  // With several threads, the one-hidden-layer network splits its hidden units between them
-  // (nanomlp/split_step.hpp); the other networks split each product.
+  // With several threads, the one-hidden-layer network splits its pixels and the batch's rows
+  // between them (nanomlp/split_step.hpp); the other networks split each product.
   std::unique_ptr<SplitStep> split;
   if (const int parts =
           SplitStep::parts_for(arch, options.optimizer, sparse, ThreadPool::global().max_parts())) {

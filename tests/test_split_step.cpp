@@ -1,4 +1,4 @@
-// The hidden-unit split (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
+// The split step (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
 // takes, that moving weights and optimizer state into parts and back loses nothing, that its
 // steps follow the serial ones (widths that are not multiples of 16, a last batch of 4 rows),
 // that it is deterministic, and how it stops on a NaN loss or a throwing callback.

@@ -1,7 +1,8 @@
 // The split step (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
 // takes, that moving weights and optimizer state into parts and back loses nothing, that its
-// steps follow the serial ones (widths that are not multiples of 16, a last batch of 4 rows),
-// that it is deterministic, and how it stops on a NaN loss or a throwing callback.
+// steps follow the serial ones (2 and 3 parts, widths that are not multiples of 16, a last
+// batch of one row), how it cuts the pixels, that it is deterministic, and how it stops on a
+// NaN loss or a throwing callback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -30,6 +30,7 @@ namespace nanomlp {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::message_of;
 using ::testing::Not;
 using testing::read_bytes;
 using testing::TempDir;
@@ -229,16 +230,6 @@ std::vector<std::string> listing(const fs::path& dir) {
   return names;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a DataError";
-  return {};
-}
-
 std::string real_mnist_dir() {
   const std::string root = testing::real_data_root();
   if (root.empty()) return {};
@@ -385,7 +376,7 @@ TEST(Download, ChecksumMismatchKeepsNothingAndNamesBothMd5s) {
   options.files = s.specs;
 
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   EXPECT_THAT(msg, HasSubstr("train-images-idx3-ubyte.gz"));
   EXPECT_THAT(msg, HasSubstr(server.url()));
   EXPECT_THAT(msg,
@@ -411,7 +402,7 @@ TEST(Download, TruncatedTransferKeepsNothing) {
   options.files = s.specs;
 
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   EXPECT_THAT(msg, HasSubstr("train-labels-idx1-ubyte.gz"));
   EXPECT_THAT(
       msg, HasSubstr("transfer truncated: got 1000 of " + std::to_string(full.size()) + " bytes"));
@@ -432,7 +423,7 @@ TEST(Download, StalledTransferAbortsOnLowSpeedLimit) {
   options.files = s.specs;
   const auto start = std::chrono::steady_clock::now();
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_THAT(msg, HasSubstr("transfer stalled"));
@@ -450,7 +441,7 @@ TEST(Download, OversizedResponseIsRejected) {
   DownloadOptions options = fast_options({server.url()});
   options.files = s.specs;
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   EXPECT_THAT(msg, HasSubstr("more than the expected 3000 bytes"));
   EXPECT_TRUE(listing(tmp.path() / "mnist").empty());
 }
@@ -464,7 +455,7 @@ TEST(Download, ShortBodyWithMatchingContentLengthIsWrongSize) {
   DownloadOptions options = fast_options({server.url()});
   options.files = s.specs;
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   EXPECT_THAT(msg, HasSubstr("the only mirror failed"));
   EXPECT_THAT(msg, HasSubstr("wrong size: got 19 bytes, expected 3000"));
 }
@@ -524,7 +515,7 @@ TEST(Download, EveryMirrorFailingNamesEachMirrorAndWhatItGave) {
   DownloadOptions options = fast_options({missing.url(), dead});
   options.files = s.specs;
   const std::string msg =
-      error_of([&] { download_dataset(tmp.path().string(), "mnist", options); });
+      message_of<DataError>([&] { download_dataset(tmp.path().string(), "mnist", options); });
   EXPECT_THAT(msg, HasSubstr("train-images-idx3-ubyte.gz"));
   EXPECT_THAT(msg, HasSubstr("all 2 mirrors failed"));
   EXPECT_THAT(msg, HasSubstr(missing.url() + " (HTTP 404)"));

@@ -32,6 +32,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using testing::message_of;
 using testing::real_data_root;
 using testing::run_nanomlp;
 using testing::TempDir;
@@ -184,15 +185,6 @@ GreyImage render_on_paper(const std::uint8_t* digit, std::size_t scale, std::siz
   return img;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no DataError)";
-}
-
 // ---- decoding -----------------------------------------------------------------------------
 
 TEST(Image, DecodesRgbAndTransparentPng) {
@@ -280,36 +272,36 @@ TEST(Image, DecodesBinaryAndAsciiPgm) {
 
   // Truncated rasters and bad samples name the file.
   write_bytes(dir.file("short.pgm"), bytes_of("P5\n4 4\n255\nabc"));
-  EXPECT_THAT(error_of([&] { load_grey_image(dir.file("short.pgm")); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.file("short.pgm")); }),
               AllOf(HasSubstr(dir.file("short.pgm")), HasSubstr("truncated")));
   write_bytes(dir.file("short2.pgm"), bytes_of("P2\n2 2\n255\n1 2 3"));
-  EXPECT_THAT(error_of([&] { load_grey_image(dir.file("short2.pgm")); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.file("short2.pgm")); }),
               AllOf(HasSubstr(dir.file("short2.pgm")), HasSubstr("truncated")));
   write_bytes(dir.file("big.pgm"), bytes_of("P2\n1 1\n15\n16\n"));
-  EXPECT_THAT(error_of([&] { load_grey_image(dir.file("big.pgm")); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.file("big.pgm")); }),
               AllOf(HasSubstr(dir.file("big.pgm")), HasSubstr("exceeds maxval")));
   write_bytes(dir.file("zero.pgm"), bytes_of("P5\n0 7\n255\n"));
-  EXPECT_THAT(error_of([&] { load_grey_image(dir.file("zero.pgm")); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.file("zero.pgm")); }),
               AllOf(HasSubstr(dir.file("zero.pgm")), HasSubstr("zero size")));
 }
 
 TEST(Image, UnreadableFilesNameTheFile) {
   TempDir dir;
   const std::string missing = dir.file("missing.png");
-  EXPECT_THAT(error_of([&] { load_grey_image(missing); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(missing); }),
               AllOf(HasSubstr(missing), HasSubstr("No such file")));
 
   const std::string text = dir.file("notes.png");
   write_bytes(text, bytes_of("this is not an image, just text\n"));
-  EXPECT_THAT(error_of([&] { load_grey_image(text); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(text); }),
               AllOf(HasSubstr(text), HasSubstr("not an image")));
 
   const std::string empty = dir.file("empty.png");
   write_bytes(empty, {});
-  EXPECT_THAT(error_of([&] { load_grey_image(empty); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(empty); }),
               AllOf(HasSubstr(empty), HasSubstr("empty")));
 
-  EXPECT_THAT(error_of([&] { load_grey_image(dir.path().string()); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.path().string()); }),
               AllOf(HasSubstr(dir.path().string()), HasSubstr("folder")));
 
   // A PNG cut in half.
@@ -324,7 +316,7 @@ TEST(Image, UnreadableFilesNameTheFile) {
   bytes.resize(bytes.size() / 2);
   const std::string cut = dir.file("cut.png");
   write_bytes(cut, bytes);
-  EXPECT_THAT(error_of([&] { load_grey_image(cut); }),
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(cut); }),
               AllOf(HasSubstr(cut), HasSubstr("truncated or corrupt")));
 }
 
@@ -415,15 +407,16 @@ TEST(Preprocess, IgnoresFaintNoiseAndSpecks) {
 
 TEST(Preprocess, BlankImageHasNoInk) {
   for (std::uint8_t colour : {0, 128, 255}) {
-    EXPECT_THAT(error_of([&] { preprocess_mnist(canvas(50, 40, colour)); }),
+    EXPECT_THAT(message_of<DataError>([&] { preprocess_mnist(canvas(50, 40, colour)); }),
                 HasSubstr("no ink found"));
   }
   // Faint noise on white paper is still blank.
   GreyImage noisy = canvas(64, 64, 250);
   Rng rng(2);
   for (auto& p : noisy.pixels) p = static_cast<std::uint8_t>(245 + rng.below(10));
-  EXPECT_THAT(error_of([&] { preprocess_mnist(noisy); }), HasSubstr("no ink found"));
-  EXPECT_THAT(error_of([&] { preprocess_mnist(GreyImage{}); }), HasSubstr("no ink found"));
+  EXPECT_THAT(message_of<DataError>([&] { preprocess_mnist(noisy); }), HasSubstr("no ink found"));
+  EXPECT_THAT(message_of<DataError>([&] { preprocess_mnist(GreyImage{}); }),
+              HasSubstr("no ink found"));
   // A single pixel of ink is a (tiny) digit, not an error.
   GreyImage dot = canvas(9, 9, 255);
   dot.pixels[4 * 9 + 4] = 0;

@@ -13,11 +13,13 @@
 
 #include "nanomlp/errors.hpp"
 #include "nanomlp/optim.hpp"
+#include "test_util.hpp"
 
 namespace nanomlp {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::message_of;
 
 using Vec = std::vector<double>;
 
@@ -356,20 +358,6 @@ TEST(ClipGradNorm, AppliesBeforeAdamSeesTheGradient) {
 }
 
 // --- Names ---------------------------------------------------------------------------------------
-
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
 
 TEST(OptimizerNames, UnknownNameThrowsUsageErrorListingTheValidOnes) {
   EXPECT_THAT(optimizer_names(), ::testing::ElementsAre("sgd", "adam", "adamw", "rmsprop"));

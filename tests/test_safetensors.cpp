@@ -14,6 +14,8 @@
 namespace nanomlp {
 namespace {
 
+using testing::message_of;
+
 namespace fs = std::filesystem;
 using nanomlp::testing::read_bytes;
 using nanomlp::testing::TempDir;
@@ -34,18 +36,6 @@ Bytes make_file(std::string header, const Bytes& data) {
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), data.begin(), data.end());
   return out;
-}
-
-// The what() of the E thrown by f, or a test failure if f throws nothing.
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception, none was thrown";
-  return {};
 }
 
 std::string parse_error(const Bytes& bytes) {

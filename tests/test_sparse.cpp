@@ -23,6 +23,7 @@ namespace nanomlp {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::message_of;
 
 // `count` images of D pixels, about `density` of them inked; image 0 is blank and image 1
 // fully inked (when there are that many), the two edge cases of a block.
@@ -183,12 +184,10 @@ TEST(Sparse, EncodesAStretchOfPixelsOfLongerImages) {
   }
   SparseBatch part;
   kernels::sparse_reshape(part, N, 100, shift);
-  try {
-    kernels::sparse_encode_block(part, 0, images.data(), 99, idx.data(), scale);
-    FAIL() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_THAT(e.what(), HasSubstr("image stride 99 < D=100"));
-  }
+  EXPECT_THAT(message_of<std::invalid_argument>([&] {
+                kernels::sparse_encode_block(part, 0, images.data(), 99, idx.data(), scale);
+              }),
+              HasSubstr("image stride 99 < D=100"));
 }
 
 // The Dense layer gives the same output and gradients from a sparse batch as from its dense

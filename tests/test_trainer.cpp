@@ -24,6 +24,7 @@ namespace {
 
 using testing::blob_digits;
 using ::testing::HasSubstr;
+using testing::message_of;
 using testing::read_bytes;
 using testing::TempDir;
 using testing::write_bytes;
@@ -63,20 +64,6 @@ class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override { kernels::set_num_threads(2); }
 };
-
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
 
 // --- Learning ------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <string>
@@ -23,6 +24,22 @@
 namespace nanomlp::testing {
 
 namespace fs = std::filesystem;
+
+// The what() of the E that f throws. A test failure when f throws nothing or another
+// exception.
+template <typename E>
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type: " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "expected an exception, none was thrown";
+  return {};
+}
 
 // Digits a small network learns in a few epochs: class k is a bright 4x4 block at a
 // class-specific place (two rows of five), jittered by up to two pixels; labels i % 10. The

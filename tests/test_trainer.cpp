@@ -16,6 +16,7 @@
 #include "nanomlp/network.hpp"
 #include "nanomlp/rng.hpp"
 #include "nanomlp/safetensors.hpp"
+#include "nanomlp/split_step.hpp"
 #include "nanomlp/trainer.hpp"
 #include "test_util.hpp"
 
@@ -322,6 +323,16 @@ TEST_F(TrainerTest, ResumeIsExactForSgdWithNesterovMomentum) {
   o.optimizer.clip_grad_norm = 1.0;
   o.schedule.name = "step";
   o.schedule.step_epochs = 3;
+  expect_resume_is_exact(arch(), o);
+}
+
+TEST_F(TrainerTest, ResumeIsExactOnTheSplitStep) {
+  // Sparse input, one hidden layer, two threads: the split step (nanomlp/split_step.hpp) trains,
+  // and its momentum buffers go through the checkpoints of the whole network and come back.
+  TrainOptions o = options();
+  o.sparse_input = "on";
+  o.optimizer.momentum = 0.9;
+  ASSERT_EQ(SplitStep::parts_for(arch(), o.optimizer, true, 2), 2);
   expect_resume_is_exact(arch(), o);
 }
 

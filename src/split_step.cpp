@@ -40,33 +40,34 @@ struct SplitStep::Part {
       : k0(first),
         W1(pixels, arch.hidden[0]),
         b1(1, arch.hidden[0]),
-        out(arch.hidden[0], arch.num_classes, "out."),
+        W2(arch.hidden[0], arch.num_classes),
+        b2(1, arch.num_classes),
         dW1(pixels, arch.hidden[0]),
         db1(1, arch.hidden[0]),
         dW2(arch.hidden[0], arch.num_classes),
         db2(1, arch.num_classes),
         zero_bias(1, arch.hidden[0]),
+        dW2_part(arch.hidden[0], arch.num_classes),
+        db2_part(1, arch.num_classes),
         db1_part(1, arch.hidden[0]),
         act(make_activation<float>(arch.activation)),
         optimizer(make_optimizer(config)),
-        params{{"W1", &W1, &dW1}, {"b1", &b1, &db1}, {"W2", &out.W_, &dW2}, {"b2", &out.b_, &db2}} {
+        params{{"W1", &W1, &dW1}, {"b1", &b1, &db1}, {"W2", &W2, &dW2}, {"b2", &b2, &db2}} {
     zero_bias.fill(0.0f);
     optimizer->prepare(params);
   }
 
-  std::size_t k0;  // pixels [k0, k0 + W1.rows())
-  Matrix W1;       // (Dp, H) rows k0.. of the whole W1
-  Matrix b1;       // (1, H) the same in every part
-  // The output layer, W2 (H, K) and b2 (1, K), the same in every part. Its backward over rows
-  // R_p leaves this part's sums over those rows in out.dW_ and out.db_, read by every part.
-  Dense<float> out;
-  Matrix dW1, db1, dW2, db2;         // gradients of W1, b1, W2, b2 over the whole batch
+  std::size_t k0;                    // pixels [k0, k0 + W1.rows())
+  Matrix W1;                         // (Dp, H) rows k0.. of the whole W1
+  Matrix b1, W2, b2;                 // (1, H), (H, K), (1, K): the same in every part
+  Matrix dW1, db1, dW2, db2;         // their gradients, the same shapes
   SparseBatch x;                     // (N, Dp) this part's pixels of the batch
   Matrix zero_bias;                  // (1, H) zeros: b1 is added once, after the sum
   Matrix y;                          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by every part
   Matrix pre, a, z, dz, da, dpre;    // rows R_p: (Np, H) (Np, H) (Np, K) (Np, K) (Np, H) (Np, H)
   Matrix dpre_all;                   // (N, H) dpre of every row: this part's, then the others'
-  Matrix db1_part;                   // (1, H) sum over rows R_p, read by every part
+  Matrix dW2_part, db2_part;         // (H, K), (1, K) sums over rows R_p, read by every part
+  Matrix db1_part;                   // (1, H) likewise
   double loss = 0;                   // summed over rows R_p, read by every part
   std::size_t hits = 0;              // likewise
   std::vector<std::uint8_t> labels;  // (Np)
@@ -230,22 +231,25 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
       // Rows R_p = [r0, r1): pre (Np, H) = b1 + y_0 + y_1 + ..., summed in part order.
       me.pre.resize(Np, H);
       for (std::size_t i = 0; i < Np; ++i) {
-        float* pre_i = me.pre.row(i);
-        std::copy(me.b1.data(), me.b1.data() + H, pre_i);
+        float* out = me.pre.row(i);
+        std::copy(me.b1.data(), me.b1.data() + H, out);
         for (const auto& q : parts_) {
           const float* yq = q->y.row(r0 + i);
-          for (std::size_t h = 0; h < H; ++h) pre_i[h] += yq[h];
+          for (std::size_t h = 0; h < H; ++h) out[h] += yq[h];
         }
       }
       // a = act(pre);  z (Np, K) = a W2 + b2;  the loss and dz of these rows.
       me.act->forward(me.pre, me.a, true);
+      me.z.resize(Np, K);
       me.dz.resize(Np, K);
       me.labels.resize(Np);
       for (std::size_t i = 0; i < Np; ++i) me.labels[i] = data.labels[rows[r0 + i]];
       me.hits = 0;
       me.loss = 0.0;
       if (Np > 0) {
-        me.out.forward(me.a, me.z, true);
+        kernels::gemm<float>(false, false, Np, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
+                             me.z.data(), K);
+        kernels::add_bias_rows(me.z.data(), me.b2.data(), Np, K);
         me.loss = kernels::softmax_cross_entropy<float>(me.z.data(), me.labels.data(), Np, K,
                                                         label_smoothing, me.dz.data(), &me.hits);
         // The kernel divides by the rows it was given; the batch mean divides by N.
@@ -254,12 +258,17 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
           for (float& v : me.dz) v *= rescale;
         }
         // dW2_p (H, K) = a^T dz;  db2_p = 1^T dz;  da (Np, H) = dz W2^T;  dpre = act'(da).
-        me.out.backward(me.dz, &me.da);
+        kernels::gemm<float>(true, false, H, K, Np, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
+                             me.dW2_part.data(), K);
+        kernels::sum_rows(me.dz.data(), me.db2_part.data(), Np, K);
+        me.da.resize(Np, H);
+        kernels::gemm<float>(false, true, Np, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
+                             me.da.data(), H);
         me.act->backward(me.da, &me.dpre);
         kernels::sum_rows(me.dpre.data(), me.db1_part.data(), Np, H);
       } else {
-        me.out.dW_.fill(0.0f);
-        me.out.db_.fill(0.0f);
+        me.dW2_part.fill(0.0f);
+        me.db2_part.fill(0.0f);
         me.db1_part.fill(0.0f);
       }
       me.dpre_all.resize(N, H);
@@ -278,8 +287,8 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
         const Part& other = *parts_[q];
         loss += other.loss;
         hits += other.hits;
-        add(other.out.dW_, me.dW2);
-        add(other.out.db_, me.db2);
+        add(other.dW2_part, me.dW2);
+        add(other.db2_part, me.db2);
         add(other.db1_part, me.db1);
         if (q != p) {  // the other parts' rows of dpre
           const std::size_t q0 = N * q / parts, q1 = N * (q + 1) / parts;

@@ -390,7 +390,7 @@ void bm_step(benchmark::State& state, int threads) {
   const int parts = nanomlp::SplitStep::parts_for(arch, config, true, threads);
   const std::size_t steps_per_iteration = parts > 0 ? kSplitSteps : 1;
   if (parts > 0) {
-    nanomlp::SplitStep split(arch, config, parts);
+    nanomlp::SplitStep split(arch, config, parts, &data);
     split.load(net, *opt);
     nanomlp::ScheduleConfig schedule;
     schedule.base_lr = 0.01;

@@ -14,10 +14,11 @@ namespace nanomlp {
 namespace {
 
 // The parameters in the order Network::params() lists them for Linear, activation, Linear.
+// The head's parts hold all four (W1 only its rows); the others hold W1's rows only.
 enum ParamIndex : std::size_t { kW1, kB1, kW2, kB2, kParams };
 
 // Copies a part's share of parameter i between the whole tensor and the part's: rows
-// [k0, k0 + rows) of W1 (D, H), all of b1, W2 and b2 (every part keeps a copy).
+// [k0, k0 + rows) of W1 (D, H), all of b1, W2 and b2.
 void copy_part(std::size_t i, Matrix& whole, Matrix& part, std::size_t k0, bool into_part) {
   float* w = i == kW1 ? whole.row(k0) : whole.data();
   if (into_part) {
@@ -27,53 +28,52 @@ void copy_part(std::size_t i, Matrix& whole, Matrix& part, std::size_t k0, bool 
   }
 }
 
-// sum (same shape) += part.
-void add(const Matrix& part, Matrix& sum) {
-  for (std::size_t j = 0; j < sum.size(); ++j) sum.data()[j] += part.data()[j];
-}
-
 }  // namespace
 
 struct SplitStep::Part {
   Part(const Architecture& arch, const OptimizerConfig& config, std::size_t first,
-       std::size_t pixels)
+       std::size_t pixels, bool head)
       : k0(first),
         W1(pixels, arch.hidden[0]),
-        b1(1, arch.hidden[0]),
-        W2(arch.hidden[0], arch.num_classes),
-        b2(1, arch.num_classes),
         dW1(pixels, arch.hidden[0]),
-        db1(1, arch.hidden[0]),
-        dW2(arch.hidden[0], arch.num_classes),
-        db2(1, arch.num_classes),
         zero_bias(1, arch.hidden[0]),
-        dW2_part(arch.hidden[0], arch.num_classes),
-        db2_part(1, arch.num_classes),
-        db1_part(1, arch.hidden[0]),
-        act(make_activation<float>(arch.activation)),
         optimizer(make_optimizer(config)),
-        params{{"W1", &W1, &dW1}, {"b1", &b1, &db1}, {"W2", &W2, &dW2}, {"b2", &b2, &db2}} {
+        params{{"W1", &W1, &dW1}} {
     zero_bias.fill(0.0f);
+    if (head) {
+      const std::size_t H = arch.hidden[0], K = arch.num_classes;
+      b1.resize(1, H);
+      db1.resize(1, H);
+      W2.resize(H, K);
+      dW2.resize(H, K);
+      b2.resize(1, K);
+      db2.resize(1, K);
+      act = make_activation<float>(arch.activation);
+      params.push_back({"b1", &b1, &db1});
+      params.push_back({"W2", &W2, &dW2});
+      params.push_back({"b2", &b2, &db2});
+    }
     optimizer->prepare(params);
   }
 
-  std::size_t k0;                    // pixels [k0, k0 + W1.rows())
-  Matrix W1;                         // (Dp, H) rows k0.. of the whole W1
-  Matrix b1, W2, b2;                 // (1, H), (H, K), (1, K): the same in every part
-  Matrix dW1, db1, dW2, db2;         // their gradients, the same shapes
-  SparseBatch x;                     // (N, Dp) this part's pixels of the batch
-  Matrix zero_bias;                  // (1, H) zeros: b1 is added once, after the sum
-  Matrix y;                          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by every part
-  Matrix pre, a, z, dz, da, dpre;    // rows R_p: (Np, H) (Np, H) (Np, K) (Np, K) (Np, H) (Np, H)
-  Matrix dpre_all;                   // (N, H) dpre of every row: this part's, then the others'
-  Matrix dW2_part, db2_part;         // (H, K), (1, K) sums over rows R_p, read by every part
-  Matrix db1_part;                   // (1, H) likewise
-  double loss = 0;                   // summed over rows R_p, read by every part
-  std::size_t hits = 0;              // likewise
-  std::vector<std::uint8_t> labels;  // (Np)
-  std::unique_ptr<Layer<float>> act;
+  // Every part.
+  std::size_t k0;    // pixels [k0, k0 + W1.rows())
+  Matrix W1, dW1;    // (Dp, H) rows k0.. of the whole W1, and its gradient
+  Matrix zero_bias;  // (1, H) zeros: b1 is added once, after the sum
+  SparseBatch x[2];  // (N, Dp) this part's pixels of batches s (even, odd s)
+  Matrix y;          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by the head
   std::unique_ptr<Optimizer> optimizer;
-  std::vector<Param<float>> params;  // W1 (this part's rows), b1, W2, b2
+  std::vector<Param<float>> params;  // W1 (this part's rows), then b1, W2, b2 for the head
+  // Steps whose y this part has handed to the head (in this run); a line of its own.
+  alignas(64) std::atomic<std::size_t> y_steps{0};
+
+  // The head only.
+  alignas(64) Matrix b1, W2, b2;     // (1, H), (H, K), (1, K)
+  Matrix db1, dW2, db2;              // their gradients, the same shapes
+  Matrix pre, a, z, dz, da;          // (N, H) (N, H) (N, K) (N, K) (N, H)
+  Matrix dpre;                       // (N, H) read by every part
+  std::vector<std::uint8_t> labels;  // (N)
+  std::unique_ptr<Layer<float>> act;
 };
 
 int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
@@ -87,24 +87,32 @@ int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimi
   return parts >= 2 ? parts : 0;
 }
 
+double SplitStep::head_share(const Architecture& arch, double ink, std::size_t parts) {
+  const auto H = static_cast<double>(arch.hidden[0]), K = static_cast<double>(arch.num_classes);
+  const auto D = static_cast<double>(arch.input_dim);
+  const double r = H * (3.0 * K + 16.0) / (1.8 * H * ink + 25.0 * D);
+  return std::max(0.0, (1.0 + r) / static_cast<double>(parts) - r);
+}
+
 namespace {
 
-// Cuts pixels [0, D) into P stretches of equal weight (at least `least` pixels each): the work
-// of a part follows its inked pixels (encoding, forward and weight gradient alike), and
-// MNIST's lower half holds more ink than its upper half (measured: the part with pixels
-// [392, 784) took 2-4 us longer per step).
-std::vector<std::size_t> cut_pixels(const std::vector<double>& weight, std::size_t P,
-                                    std::size_t least) {
-  const std::size_t D = weight.size();
+// Cuts pixels [0, D) into stretches of the given shares of the total weight (at least `least`
+// pixels each): the work of a part follows its inked pixels (encoding, forward and weight
+// gradient alike), and MNIST's lower half holds more ink than its upper half (measured: the
+// part with pixels [392, 784) took 2-4 us longer per step with an even cut).
+std::vector<std::size_t> cut_pixels(const std::vector<double>& weight,
+                                    const std::vector<double>& shares, std::size_t least) {
+  const std::size_t D = weight.size(), P = shares.size();
   double total = 0.0;
   for (double w : weight) total += w;
   std::vector<std::size_t> cuts(P + 1, D);
   cuts[0] = 0;
-  double running = 0.0;
+  double running = 0.0, goal = total * shares[0];
   for (std::size_t k = 0, p = 1; k < D && p < P; ++k) {
     running += weight[k];
-    while (p < P && running >= total * static_cast<double>(p) / static_cast<double>(P)) {
-      cuts[p++] = k + 1;
+    while (p < P && running >= goal) {
+      cuts[p] = k + 1;
+      goal += total * shares[p++];
     }
   }
   for (std::size_t p = 1; p < P; ++p) {
@@ -126,19 +134,28 @@ SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, in
   const std::size_t D = arch.input_dim, P = parts_.size();
   // Weight of a pixel: 1 (its share of the per-pixel work) plus how often it is inked.
   std::vector<double> weight(D, 1.0);
-  if (ink_of != nullptr && D == kImagePixels) {
+  double ink = static_cast<double>(D) / 5.0;  // inked pixels per image; MNIST's are 19%
+  if (ink_of != nullptr && D == kImagePixels && ink_of->count > 0) {
     const std::size_t images = std::min<std::size_t>(ink_of->count, 10000);
+    std::size_t inked = 0;
     for (std::size_t i = 0; i < images; ++i) {
       const std::uint8_t* img = ink_of->image(i);
-      for (std::size_t k = 0; k < D; ++k) weight[k] += img[k] != 0 ? 1.0 : 0.0;
+      for (std::size_t k = 0; k < D; ++k) {
+        weight[k] += img[k] != 0 ? 1.0 : 0.0;
+        inked += img[k] != 0 ? 1 : 0;
+      }
     }
+    ink = static_cast<double>(inked) / static_cast<double>(images);
   }
-  cuts_ = cut_pixels(weight, P, kMinPixelsPerPart);
+  const double head = head_share(arch, ink, P);
+  std::vector<double> shares(P, (1.0 - head) / static_cast<double>(P - 1));
+  shares[0] = head;
+  cuts_ = cut_pixels(weight, shares, kMinPixelsPerPart);
   // Each thread allocates its own part (glibc's malloc gives each thread an arena of its own),
   // so that the small tensors of different parts do not share cache lines.
   ThreadPool::global().run(parts, [&](int part) {
     const auto p = static_cast<std::size_t>(part);
-    parts_[p] = std::make_unique<Part>(arch, config, cuts_[p], cuts_[p + 1] - cuts_[p]);
+    parts_[p] = std::make_unique<Part>(arch, config, cuts_[p], cuts_[p + 1] - cuts_[p], p == 0);
   });
 }
 
@@ -153,12 +170,14 @@ void SplitStep::load(Network<float>& net, Optimizer& optimizer) {
   optimizer.prepare(params);
   const std::vector<Optimizer::Slot> whole = optimizer.slots();
   for (auto& part : parts_) {
-    for (std::size_t i = 0; i < kParams; ++i) {
+    const std::size_t n = part->params.size();  // a prefix of W1, b1, W2, b2
+    for (std::size_t i = 0; i < n; ++i) {
       copy_part(i, *params[i].value, *part->params[i].value, part->k0, true);
     }
+    // Slot j of a part is slot kind j / n of its parameter j % n.
     const std::vector<Optimizer::Slot> mine = part->optimizer->slots();
     for (std::size_t j = 0; j < mine.size(); ++j) {
-      copy_part(j % kParams, *whole[j].value, *mine[j].value, part->k0, true);
+      copy_part(j % n, *whole[j / n * kParams + j % n].value, *mine[j].value, part->k0, true);
     }
     part->optimizer->set_steps(optimizer.steps());
   }
@@ -167,18 +186,14 @@ void SplitStep::load(Network<float>& net, Optimizer& optimizer) {
 void SplitStep::store(Network<float>& net, Optimizer& optimizer) {
   std::vector<Param<float>> params = net.params();
   const std::vector<Optimizer::Slot> whole = optimizer.slots();
-  // Every part holds the same b1, W2 and b2 (and their state); the first one's are written back.
   for (auto& part : parts_) {
-    const bool first = part == parts_.front();
-    for (std::size_t i = 0; i < kParams; ++i) {
-      if (i == kW1 || first)
-        copy_part(i, *params[i].value, *part->params[i].value, part->k0, false);
+    const std::size_t n = part->params.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      copy_part(i, *params[i].value, *part->params[i].value, part->k0, false);
     }
     const std::vector<Optimizer::Slot> mine = part->optimizer->slots();
     for (std::size_t j = 0; j < mine.size(); ++j) {
-      if (j % kParams == kW1 || first) {
-        copy_part(j % kParams, *whole[j].value, *mine[j].value, part->k0, false);
-      }
+      copy_part(j % n, *whole[j / n * kParams + j % n].value, *mine[j].value, part->k0, false);
     }
   }
   optimizer.set_steps(parts_.front()->optimizer->steps());
@@ -200,118 +215,119 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
   const std::size_t D = arch_.input_dim, H = arch_.hidden[0], K = arch_.num_classes;
   const float scale = arch_.input_scale(), shift = arch_.input_shift();
   const std::size_t steps = (n + B - 1) / B;
+  outcome.steps = steps;  // written by the head only
 
-  SpinBarrier barrier(P);
-  outcome.steps = steps;          // written by part 0 only
-  std::atomic<bool> stop{false};  // a callback threw: every part leaves at the next barrier
-  std::exception_ptr error;
+  for (auto& part : parts_) part->y_steps.store(0, std::memory_order_relaxed);
+  alignas(64) std::atomic<std::size_t> dpre_steps{0};  // steps whose dpre the head handed over
+  // Set when the run ends early (a loss that is not finite, a throw): every part leaves at its
+  // next wait, or the head at once.
+  alignas(64) std::atomic<bool> stop{false};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // the first throw of any part
+  auto fail = [&] {
+    if (!failed.exchange(true)) error = std::current_exception();
+    stop.store(true, std::memory_order_release);
+  };
+
   pool.run(P, [&](int part) {
-    const auto p = static_cast<std::size_t>(part), parts = static_cast<std::size_t>(P);
+    const auto p = static_cast<std::size_t>(part);
     Part& me = *parts_[p];
+    Part& head = *parts_.front();
     const std::size_t Dp = me.W1.rows();
-    for (std::size_t s = 0; s < steps; ++s) {
+    // This part's pixels of batch s, into x[s % 2] (the part still needs the other batch).
+    auto encode = [&](std::size_t s) {
       const std::size_t start = s * B, N = std::min(B, n - start);
-      const std::size_t r0 = N * p / parts, r1 = N * (p + 1) / parts, Np = r1 - r0;
       const std::uint32_t* rows = idx + start;
       const bool next_full = N == B && start + 2 * B <= n;
-
-      // This part's pixels of the batch, and their share of the first layer's output:
-      // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p.
-      kernels::sparse_reshape(me.x, N, Dp, shift);
-      me.y.resize(N, H);
-      for (std::size_t b = 0; b < me.x.blocks(); ++b) {
-        kernels::sparse_encode_block(me.x, b, data.images.data() + me.k0, D, rows, scale,
+      SparseBatch& x = me.x[s % 2];
+      kernels::sparse_reshape(x, N, Dp, shift);
+      for (std::size_t b = 0; b < x.blocks(); ++b) {
+        kernels::sparse_encode_block(x, b, data.images.data() + me.k0, D, rows, scale,
                                      next_full ? rows + B : nullptr);
-        kernels::sparse_forward_block(me.x, b, me.W1.data(), me.zero_bias.data(),
-                                      me.y.row(me.x.block_begin[b]), H);
       }
-      barrier.arrive_and_wait();
-      if (stop.load(std::memory_order_relaxed)) break;
+    };
+    auto stopped = [&] { return stop.load(std::memory_order_acquire); };
+    try {
+      encode(0);
+      for (std::size_t s = 0; s < steps; ++s) {
+        const std::size_t start = s * B, N = std::min(B, n - start);
+        const SparseBatch& x = me.x[s % 2];
+        // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p: this part's share of the first layer.
+        me.y.resize(N, H);
+        for (std::size_t b = 0; b < x.blocks(); ++b) {
+          kernels::sparse_forward_block(x, b, me.W1.data(), me.zero_bias.data(),
+                                        me.y.row(x.block_begin[b]), H);
+        }
+        const double lr = learning_rate(schedule, first_step + static_cast<std::int64_t>(s));
 
-      // Rows R_p = [r0, r1): pre (Np, H) = b1 + y_0 + y_1 + ..., summed in part order.
-      me.pre.resize(Np, H);
-      for (std::size_t i = 0; i < Np; ++i) {
-        float* out = me.pre.row(i);
-        std::copy(me.b1.data(), me.b1.data() + H, out);
-        for (const auto& q : parts_) {
-          const float* yq = q->y.row(r0 + i);
-          for (std::size_t h = 0; h < H; ++h) out[h] += yq[h];
+        if (p > 0) {  // a worker: hand y_p over, encode the next batch, wait for dpre
+          me.y_steps.store(s + 1, std::memory_order_release);
+          if (s + 1 < steps) encode(s + 1);
+          spin_until([&] { return dpre_steps.load(std::memory_order_acquire) > s || stopped(); });
+          if (dpre_steps.load(std::memory_order_acquire) <= s) break;
+          // dW1_p (Dp, H) = S_p^T dpre + shift 1 db1, over every row of the batch.
+          kernels::sparse_weight_grad(x, head.dpre.data(), H, 0, Dp, me.dW1.data(), nullptr);
+          me.optimizer->step(me.params, lr);
+          continue;
         }
-      }
-      // a = act(pre);  z (Np, K) = a W2 + b2;  the loss and dz of these rows.
-      me.act->forward(me.pre, me.a, true);
-      me.z.resize(Np, K);
-      me.dz.resize(Np, K);
-      me.labels.resize(Np);
-      for (std::size_t i = 0; i < Np; ++i) me.labels[i] = data.labels[rows[r0 + i]];
-      me.hits = 0;
-      me.loss = 0.0;
-      if (Np > 0) {
-        kernels::gemm<float>(false, false, Np, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
+
+        // The head: pre (N, H) = b1 + y_0 + y_1 + ..., summed in part order.
+        for (std::size_t q = 1; q < parts_.size(); ++q) {
+          const Part& worker = *parts_[q];
+          spin_until(
+              [&] { return worker.y_steps.load(std::memory_order_acquire) > s || stopped(); });
+        }
+        if (stopped()) break;
+        me.pre.resize(N, H);
+        for (std::size_t i = 0; i < N; ++i) {
+          float* out = me.pre.row(i);
+          std::copy(me.b1.data(), me.b1.data() + H, out);
+          for (const auto& q : parts_) {
+            const float* yq = q->y.row(i);
+            for (std::size_t h = 0; h < H; ++h) out[h] += yq[h];
+          }
+        }
+        // a = act(pre);  z (N, K) = a W2 + b2;  the loss and dz.
+        me.act->forward(me.pre, me.a, true);
+        me.z.resize(N, K);
+        me.dz.resize(N, K);
+        me.labels.resize(N);
+        for (std::size_t i = 0; i < N; ++i) me.labels[i] = data.labels[idx[start + i]];
+        kernels::gemm<float>(false, false, N, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
                              me.z.data(), K);
-        kernels::add_bias_rows(me.z.data(), me.b2.data(), Np, K);
-        me.loss = kernels::softmax_cross_entropy<float>(me.z.data(), me.labels.data(), Np, K,
-                                                        label_smoothing, me.dz.data(), &me.hits);
-        // The kernel divides by the rows it was given; the batch mean divides by N.
-        const float rescale = static_cast<float>(Np) / static_cast<float>(N);
-        if (rescale != 1.0f) {
-          for (float& v : me.dz) v *= rescale;
+        kernels::add_bias_rows(me.z.data(), me.b2.data(), N, K);
+        std::size_t hits = 0;
+        const double loss = kernels::softmax_cross_entropy<float>(
+            me.z.data(), me.labels.data(), N, K, label_smoothing, me.dz.data(), &hits);
+        if (!std::isfinite(loss)) {  // stop before any part updates
+          outcome = {s, loss};
+          stop.store(true, std::memory_order_release);
+          break;
         }
-        // dW2_p (H, K) = a^T dz;  db2_p = 1^T dz;  da (Np, H) = dz W2^T;  dpre = act'(da).
-        kernels::gemm<float>(true, false, H, K, Np, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
-                             me.dW2_part.data(), K);
-        kernels::sum_rows(me.dz.data(), me.db2_part.data(), Np, K);
-        me.da.resize(Np, H);
-        kernels::gemm<float>(false, true, Np, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
+        // da (N, H) = dz W2^T;  dpre = act'(da): what the workers wait for.
+        me.da.resize(N, H);
+        kernels::gemm<float>(false, true, N, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
                              me.da.data(), H);
         me.act->backward(me.da, &me.dpre);
-        kernels::sum_rows(me.dpre.data(), me.db1_part.data(), Np, H);
-      } else {
-        me.dW2_part.fill(0.0f);
-        me.db2_part.fill(0.0f);
-        me.db1_part.fill(0.0f);
-      }
-      me.dpre_all.resize(N, H);
-      std::copy(me.dpre.data(), me.dpre.data() + Np * H, me.dpre_all.row(r0));
-      barrier.arrive_and_wait();
+        dpre_steps.store(s + 1, std::memory_order_release);
 
-      // The batch's loss, and the gradients of the shared tensors, summed in part order: every
-      // part computes the same numbers, so all of them stop at the same step and keep equal
-      // copies of b1, W2 and b2.
-      double loss = 0.0;
-      std::size_t hits = 0;
-      me.dW2.fill(0.0f);
-      me.db2.fill(0.0f);
-      me.db1.fill(0.0f);
-      for (std::size_t q = 0; q < parts; ++q) {
-        const Part& other = *parts_[q];
-        loss += other.loss;
-        hits += other.hits;
-        add(other.dW2_part, me.dW2);
-        add(other.db2_part, me.db2);
-        add(other.db1_part, me.db1);
-        if (q != p) {  // the other parts' rows of dpre
-          const std::size_t q0 = N * q / parts, q1 = N * (q + 1) / parts;
-          std::copy(other.dpre_all.row(q0), other.dpre_all.row(q1), me.dpre_all.row(q0));
-        }
-      }
-      if (!std::isfinite(loss)) {
-        if (part == 0) outcome = {s, loss};
-        break;
-      }
-      const double lr = learning_rate(schedule, first_step + static_cast<std::int64_t>(s));
-      if (part == 0) {
+        // dW2 (H, K) = a^T dz;  db2 = 1^T dz.
+        kernels::gemm<float>(true, false, H, K, N, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
+                             me.dW2.data(), K);
+        kernels::sum_rows(me.dz.data(), me.db2.data(), N, K);
         try {
           after_step(s, N, loss, hits, lr);
         } catch (...) {
-          error = std::current_exception();
-          stop.store(true, std::memory_order_relaxed);
-          continue;  // to the next barrier, where the other parts learn of it
+          fail();  // this step still completes on every part, then the run ends
         }
+        // dW1_0 = S_0^T dpre + shift 1 db1 and db1 = 1^T dpre, in one pass over dpre.
+        kernels::sparse_weight_grad(x, me.dpre.data(), H, 0, Dp, me.dW1.data(), me.db1.data());
+        me.optimizer->step(me.params, lr);
+        if (stopped()) break;
+        if (s + 1 < steps) encode(s + 1);
       }
-      // dW1_p (Dp, H) = S_p^T dpre + shift 1 db1, over every row of the batch.
-      kernels::sparse_weight_grad(me.x, me.dpre_all.data(), H, 0, Dp, me.dW1.data(), nullptr);
-      me.optimizer->step(me.params, lr);
+    } catch (...) {
+      fail();
     }
   });
   if (error) std::rethrow_exception(error);

@@ -30,19 +30,11 @@ bool ThreadPool::inside_job() {
   return in_job;
 }
 
-void SpinBarrier::arrive_and_wait() {
-  const std::uint32_t phase = phase_.load(std::memory_order_acquire);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == count_ - 1) {
-    arrived_.store(0, std::memory_order_relaxed);
-    phase_.store(phase + 1, std::memory_order_release);
-    return;
-  }
-  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
-    if (spins < kSpinPauses) {
-      _mm_pause();
-    } else {
-      std::this_thread::yield();
-    }
+void spin_pause(int spins) {
+  if (spins < kSpinPauses) {
+    _mm_pause();
+  } else {
+    std::this_thread::yield();
   }
 }
 

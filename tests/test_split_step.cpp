@@ -1,8 +1,9 @@
 // The split step (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
 // takes, that moving weights and optimizer state into parts and back loses nothing, that its
 // steps follow the serial ones (2 and 3 parts, widths that are not multiples of 16, a last
-// batch of one row), how it cuts the pixels, that it is deterministic, and how it stops on a
-// NaN loss or a throwing callback.
+// batch of one row), how it cuts the pixels (the head, which also takes every row through the
+// output layer, gets fewer), that it is deterministic, and how it stops on a NaN loss or a
+// throwing callback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -83,11 +84,29 @@ TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
   EXPECT_THROW(SplitStep(deep, sgd, 2), std::invalid_argument);
 }
 
-TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualInk) {
+TEST_F(SplitStepTest, TheHeadTakesFewerPixelsToMakeUpForItsRows) {
+  // 784-128-10 with 150 inked pixels per image (MNIST's mean is 149):
+  // r = 128 (30 + 16) / (1.8 x 128 x 150 + 25 x 784) = 5888 / 54160 = 0.108715;
+  // two parts: 1.108715 / 2 - r = 0.445642; three: 1.108715 / 3 - r = 0.260857.
+  EXPECT_NEAR(SplitStep::head_share(arch(128), 150.0, 2), 0.445642, 1e-6);
+  EXPECT_NEAR(SplitStep::head_share(arch(128), 150.0, 3), 0.260857, 1e-6);
+  // With many parts the rows alone outweigh a part's share: the head gets no share (and the
+  // cut then gives it the least number of pixels).
+  EXPECT_EQ(SplitStep::head_share(arch(128), 150.0, 12), 0.0);
+  // More ink, more pixel work: the rows weigh less and the head's share nears 1/2.
+  EXPECT_GT(SplitStep::head_share(arch(128), 390.0, 2), 0.47);
+}
+
+TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualWork) {
   OptimizerConfig sgd;
-  EXPECT_EQ(SplitStep(arch(32), sgd, 2).pixel_cuts(), (std::vector<std::size_t>{0, 392, 784}));
+  // Without images, every pixel weighs 1 and an image is taken to ink 784 / 5 of them:
+  // 784-32-10: r = 32 x 46 / (1.8 x 32 x 156.8 + 19600) = 1472 / 28631.7 = 0.051411.
+  // Two parts: the head's share is 0.474294, 371.85 pixels: the cut is at 372.
+  EXPECT_EQ(SplitStep(arch(32), sgd, 2).pixel_cuts(), (std::vector<std::size_t>{0, 372, 784}));
+  // Three: the head's share is 0.299059 (234.46: 235), the others' 0.350471 each
+  // (234.46 + 274.77 = 509.23: 510).
   kernels::set_num_threads(3);
-  EXPECT_EQ(SplitStep(arch(32), sgd, 3).pixel_cuts(), (std::vector<std::size_t>{0, 262, 523, 784}));
+  EXPECT_EQ(SplitStep(arch(32), sgd, 3).pixel_cuts(), (std::vector<std::size_t>{0, 235, 510, 784}));
   // `images` images inked on their last `inked` pixels only: a pixel weighs 1, plus 1 for each
   // image that inks it.
   auto bottom_ink = [](std::size_t images, std::size_t inked) {
@@ -102,11 +121,14 @@ TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualInk) {
     return d;
   };
   kernels::set_num_threads(2);
-  // 684 x 1 + 100 x 11 = 1784: half is reached 19 pixels into the ink (684 + 19 x 11 >= 892).
+  // 100 inked pixels per image: r = 1472 / (1.8 x 32 x 100 + 19600) = 0.058044, the head's
+  // share 0.470978 of 684 x 1 + 100 x 11 = 1784, 840.22: reached 15 pixels into the ink
+  // (684 + 15 x 11 = 849).
   const Dataset some = bottom_ink(10, 100);
   EXPECT_EQ(SplitStep(arch(32), sgd, 2, &some).pixel_cuts(),
-            (std::vector<std::size_t>{0, 703, 784}));
-  // Half the weight lies at pixel 771, but the last part keeps at least 64 pixels.
+            (std::vector<std::size_t>{0, 699, 784}));
+  // The head's share (0.464534 of 764 + 20 x 101) is reached at pixel 770, but the last part
+  // keeps at least 64 pixels.
   const Dataset heavy = bottom_ink(100, 20);
   EXPECT_EQ(SplitStep(arch(32), sgd, 2, &heavy).pixel_cuts(),
             (std::vector<std::size_t>{0, 720, 784}));

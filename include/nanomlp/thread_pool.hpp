@@ -87,19 +87,14 @@ class ThreadPool {
   TaskFn fn_ = nullptr;
 };
 
-// Waits until `count` threads have arrived, for jobs whose parts work in lock step (one part
-// per thread, every thread of the pool taking part). Spins a few microseconds first: the
-// other part is usually just behind, and a futex round trip would cost more than the wait.
-class SpinBarrier {
- public:
-  explicit SpinBarrier(int count) : count_(count) {}
-  void arrive_and_wait();
-
- private:
-  int count_;
-  alignas(64) std::atomic<int> arrived_{0};
-  alignas(64) std::atomic<std::uint32_t> phase_{0};
-};
+// Waits until ready() holds, for parts of one job that hand each other work (one part per
+// thread, every thread of the pool taking part). Spins a few microseconds first: the other part
+// is usually just behind, and a futex round trip would cost more than the wait; then yields.
+void spin_pause(int spins);
+template <typename Ready>
+void spin_until(Ready&& ready) {
+  for (int spins = 0; !ready(); ++spins) spin_pause(spins);
+}
 
 // Number of hardware threads available to this process (at least 1).
 int hardware_threads();

@@ -59,7 +59,7 @@ struct SplitStep::Part {
   // Every part.
   std::size_t k0;    // pixels [k0, k0 + W1.rows())
   Matrix W1, dW1;    // (Dp, H) rows k0.. of the whole W1, and its gradient
-  Matrix zero_bias;  // (1, H) zeros: b1 is added once, after the sum
+  Matrix zero_bias;  // (1, H) zeros: b1 is added once, in the head's share
   SparseBatch x[2];  // (N, Dp) this part's pixels of batches s (even, odd s)
   Matrix y;          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by the head
   std::unique_ptr<Optimizer> optimizer;
@@ -70,7 +70,7 @@ struct SplitStep::Part {
   // The head only.
   alignas(64) Matrix b1, W2, b2;     // (1, H), (H, K), (1, K)
   Matrix db1, dW2, db2;              // their gradients, the same shapes
-  Matrix pre, a, z, dz, da;          // (N, H) (N, H) (N, K) (N, K) (N, H)
+  Matrix a, z, dz, da;               // (N, H) (N, K) (N, K) (N, H); pre is y
   Matrix dpre;                       // (N, H) read by every part
   std::vector<std::uint8_t> labels;  // (N)
   std::unique_ptr<Layer<float>> act;
@@ -252,11 +252,12 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
       for (std::size_t s = 0; s < steps; ++s) {
         const std::size_t start = s * B, N = std::min(B, n - start);
         const SparseBatch& x = me.x[s % 2];
-        // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p: this part's share of the first layer.
+        // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p: this part's share of the first layer, and
+        // the bias b1 in the head's.
         me.y.resize(N, H);
+        const float* bias = p == 0 ? me.b1.data() : me.zero_bias.data();
         for (std::size_t b = 0; b < x.blocks(); ++b) {
-          kernels::sparse_forward_block(x, b, me.W1.data(), me.zero_bias.data(),
-                                        me.y.row(x.block_begin[b]), H);
+          kernels::sparse_forward_block(x, b, me.W1.data(), bias, me.y.row(x.block_begin[b]), H);
         }
         const double lr = learning_rate(schedule, first_step + static_cast<std::int64_t>(s));
 
@@ -271,24 +272,21 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
           continue;
         }
 
-        // The head: pre (N, H) = b1 + y_0 + y_1 + ..., summed in part order.
+        // The head: pre (N, H) = y_0 + y_1 + ..., summed in part order into y_0.
         for (std::size_t q = 1; q < parts_.size(); ++q) {
           const Part& worker = *parts_[q];
           spin_until(
               [&] { return worker.y_steps.load(std::memory_order_acquire) > s || stopped(); });
         }
         if (stopped()) break;
-        me.pre.resize(N, H);
-        for (std::size_t i = 0; i < N; ++i) {
-          float* out = me.pre.row(i);
-          std::copy(me.b1.data(), me.b1.data() + H, out);
-          for (const auto& q : parts_) {
-            const float* yq = q->y.row(i);
-            for (std::size_t h = 0; h < H; ++h) out[h] += yq[h];
-          }
+        Matrix& pre = me.y;
+        for (std::size_t q = 1; q < parts_.size(); ++q) {
+          const float* yq = parts_[q]->y.data();
+          float* out = pre.data();
+          for (std::size_t j = 0; j < N * H; ++j) out[j] += yq[j];
         }
         // a = act(pre);  z (N, K) = a W2 + b2;  the loss and dz.
-        me.act->forward(me.pre, me.a, true);
+        me.act->forward(pre, me.a, true);
         me.z.resize(N, K);
         me.dz.resize(N, K);
         me.labels.resize(N);

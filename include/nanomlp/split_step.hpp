@@ -6,7 +6,8 @@
 //   every part  encode   S_p = the pixels K_p of every image of the batch, without background
 //                        (sparse.hpp); done one step ahead, while the part would otherwise wait
 //               forward  y_p (N, H) = S_p W1_p + shift 1 1^T W1_p    (its share of x W1)
-//   the head    rows     pre = b1 + y_0 + y_1 + ...;  a = act(pre);  z = a W2 + b2;  the loss
+//                        plus b1 in the head's y_0                    [workers hand y_p over]
+//   the head    rows     pre = y_0 + y_1 + ...;  a = act(pre);  z = a W2 + b2;  the loss
 //                        dpre = act'(pre) * (dz W2^T)                     [hands dpre over]
 //                        dW2 = a^T dz;  db2 = 1^T dz;  db1 = 1^T dpre;  steps b1, W2, b2
 //   every part  update   dW1_p = S_p^T dpre + shift 1 db1;  steps W1_p
@@ -14,9 +15,9 @@
 // The parts hand each other two things per step, each through one counter: the workers' y_p
 // to the head, the head's dpre to the workers. No part waits for all the others at a barrier:
 // while the head works through the rows, each worker encodes its pixels of the next batch,
-// and the head gets a smaller stretch of pixels to make up for its rows (cut_pixels in the
-// .cpp). The weights never move between cores; only y_p and dpre do, (N, H) each. The head's
-// rows phase is the one-thread step's, on the same shapes.
+// and the head gets a smaller stretch of pixels to make up for its rows (head_share()). The
+// weights never move between cores; only y_p and dpre do, (N, H) each. The head's rows phase
+// is the one-thread step's, on the same shapes.
 //
 // Splitting the batch instead, with every thread reading all of W1, moved the 400 KB of weights
 // between the cores' caches at every step and ran slower than one thread on the 2-core

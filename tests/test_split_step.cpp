@@ -301,7 +301,7 @@ TEST_F(SplitStepTest, ANanLossStopsTrainingWithTheStepNamed) {
   EXPECT_THAT(msg, HasSubstr("try a lower learning rate"));
 }
 
-TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAndLeavesThePoolUsable) {
+TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAfterItsStepAndLeavesThePoolUsable) {
   const Dataset data = inked(200, 7);
   std::vector<std::uint32_t> idx(data.count);
   std::iota(idx.begin(), idx.end(), 0u);
@@ -321,6 +321,22 @@ TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAndLeavesThePoolUsable) {
                          }),
                std::runtime_error);
   EXPECT_EQ(calls, 3u);
+  // Every part still completed step 2: the weights are those of a run of three steps.
+  Network<float> three(arch(32));
+  Rng same(2);
+  three.init(same);
+  auto three_optimizer = make_optimizer(config);
+  SplitStep three_split(three.architecture(), config, 2);
+  three_split.load(three, *three_optimizer);
+  EXPECT_EQ(three_split
+                .run(data, idx.data(), 3 * 16, 16, schedule, 0, 0.0f,
+                     [](std::size_t, std::size_t, double, std::size_t, double) {})
+                .steps,
+            3u);
+  three_split.store(three, *three_optimizer);
+  split.store(net, *optimizer);
+  const std::vector<Matrix> got = weights(net), want = weights(three);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(max_abs_diff(got[i], want[i]), 0) << i;
   // Both threads left the job: the pool runs the next one, and so does the split.
   std::vector<int> ran(2, 0);
   ThreadPool::global().run(2, [&](int part) { ran[static_cast<std::size_t>(part)] = 1; });

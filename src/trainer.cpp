@@ -90,7 +90,7 @@ std::string format_lr(double lr) {
 
 }  // namespace
 
-bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width) {
+bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width, bool split) {
   if (mode == "on") return true;
   if (mode == "off") return false;
   if (mode != "auto") {
@@ -103,7 +103,8 @@ bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t 
   const auto nonzero = static_cast<std::size_t>(
       std::count_if(data.images.begin(), data.images.begin() + static_cast<std::ptrdiff_t>(n),
                     [](std::uint8_t u) { return u != 0; }));
-  return static_cast<double>(nonzero) <= kSparseInputMaxDensity * static_cast<double>(n);
+  const double most = split ? kSparseInputMaxDensitySplit : kSparseInputMaxDensity;
+  return static_cast<double>(nonzero) <= most * static_cast<double>(n);
 }
 
 void TrainOptions::validate(std::size_t train_count) const {
@@ -258,15 +259,17 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   }
 
   // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
-  const bool sparse = use_sparse_input(data.train, options.sparse_input, first_width(arch));
+  const int threads = ThreadPool::global().max_parts();
+  const bool sparse =
+      use_sparse_input(data.train, options.sparse_input, first_width(arch),
+                       SplitStep::parts_for(arch, options.optimizer, true, threads) > 0);
   BatchInput input(sparse, arch);
   Matrix dz(B, K);  // (B, K)
   std::vector<std::uint8_t> labels(B);
   // With several threads, the one-hidden-layer network splits its pixels and the batch's rows
   // between them (nanomlp/split_step.hpp); the other networks split each product.
   std::unique_ptr<SplitStep> split;
-  if (const int parts =
-          SplitStep::parts_for(arch, options.optimizer, sparse, ThreadPool::global().max_parts())) {
+  if (const int parts = SplitStep::parts_for(arch, options.optimizer, sparse, threads)) {
     split = std::make_unique<SplitStep>(arch, options.optimizer, parts, &data.train);
   }
 

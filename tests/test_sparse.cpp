@@ -249,11 +249,19 @@ TEST(Sparse, AutoPicksSparseForInkSparseDataAndNarrowFirstLayers) {
   Dataset sparse_data, dense_data;
   sparse_data.images = random_images(50, kImagePixels, 0.2, rng);
   sparse_data.count = 50;
-  dense_data.images = random_images(50, kImagePixels, 0.6, rng);
+  dense_data.images = random_images(50, kImagePixels, 0.8, rng);
   dense_data.count = 50;
   EXPECT_TRUE(use_sparse_input(sparse_data, "auto", 128));
   EXPECT_FALSE(use_sparse_input(sparse_data, "auto", 1024));
   EXPECT_FALSE(use_sparse_input(dense_data, "auto", 128));
+  // Half the pixels inked (Fashion-MNIST has 49%): sparse only when the split step trains.
+  Dataset half_data;
+  half_data.images = random_images(50, kImagePixels, 0.5, rng);
+  half_data.count = 50;
+  EXPECT_FALSE(use_sparse_input(half_data, "auto", 128));
+  EXPECT_TRUE(use_sparse_input(half_data, "auto", 128, /*split=*/true));
+  EXPECT_FALSE(use_sparse_input(half_data, "auto", 512, /*split=*/true));
+  EXPECT_FALSE(use_sparse_input(dense_data, "auto", 128, /*split=*/true));
   EXPECT_TRUE(use_sparse_input(dense_data, "on", 1024));
   EXPECT_FALSE(use_sparse_input(sparse_data, "off", 128));
   try {

@@ -395,10 +395,12 @@ Runner add_train(CLI::App& app) {
   app.add_option("--checkpoint-dir", f->checkpoint_dir, "Write a checkpoint after every epoch");
   app.add_flag("--resume", f->resume, "Continue from the newest checkpoint in --checkpoint-dir");
   app.add_option("--sparse-input", f->sparse_input,
-                 "First layer skips the background pixels: auto (when at most " +
+                 "First layer skips the background pixels: auto (when it is at most " +
+                     std::to_string(kSparseInputMaxWidth) + " wide and at most " +
                      std::to_string(static_cast<int>(kSparseInputMaxDensity * 100)) +
-                     "% of pixels are inked and it is at most " +
-                     std::to_string(kSparseInputMaxWidth) + " wide), on, off")
+                     "% of pixels are inked, " +
+                     std::to_string(static_cast<int>(kSparseInputMaxDensitySplit * 100)) +
+                     "% with one hidden layer on 2+ threads), on, off")
       ->capture_default_str();
   app.add_flag("--quiet", f->quiet, "Print only the final result");
   return [&app, f] { return run_train(app, *f); };

@@ -23,7 +23,7 @@
 // between the cores' caches at every step and ran slower than one thread on the 2-core
 // development machine. Splitting the rows' phase over the parts too (each part taking N/P rows,
 // then summing the parts' dW2, db2 and db1) cost two barriers per step and ran 1.63-1.76x as
-// fast as one thread, against 1.8x+ with one head (bench: step/784-128-10/b64/t2).
+// fast as one thread in training, against 1.79-1.89x with one head (make bench, 2 cores).
 #pragma once
 
 #include <cstddef>

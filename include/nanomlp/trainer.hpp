@@ -40,17 +40,25 @@ struct TrainOptions {
 };
 
 // The sparse input path pays when at most this share of the pixels is inked (MNIST 19%,
-// Fashion-MNIST 50%) and the first layer is at most this wide: its cost per inked pixel grows
+// Fashion-MNIST 49%) and the first layer is at most this wide: its cost per inked pixel grows
 // with the width, the GEMM's efficiency too (measured with 2 threads, 784-H-10 at batch 64:
 // H = 128 and 256 are 1.6x and 1.6x faster sparse, H = 512 is 1.06x slower, and the
-// 784-1024-1024-10 network at batch 256 is 1.1x slower).
+// 784-1024-1024-10 network at batch 256 is 1.1x slower; on Fashion-MNIST, 784-256-128-10 is
+// 1.3x slower sparse on 2 threads).
 inline constexpr double kSparseInputMaxDensity = 0.35;
 inline constexpr std::size_t kSparseInputMaxWidth = 256;
+// When the split step trains the network (one hidden layer, 2+ threads, split_step.hpp), the
+// sparse path pays up to this share: on Fashion-MNIST, 784-128-10 at batch 64 trains at 0.12 s
+// per epoch sparse against 0.32 s dense on 2 threads (784-256-10: 0.28 s against 0.49 s), and
+// at the same speed either way on 1 thread.
+inline constexpr double kSparseInputMaxDensitySplit = 0.6;
 
 // Whether to read `data` sparse into a first layer `width` wide, for mode "on", "off" or
-// "auto" (by the density of the first 1,000 images and the width). Throws UsageError naming
-// --sparse-input for any other mode.
-bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width);
+// "auto" (by the density of the first 1,000 images and the width; `split` says whether the
+// split step would train the network). Throws UsageError naming --sparse-input for any other
+// mode.
+bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width,
+                      bool split = false);
 
 struct EpochRecord {
   std::size_t epoch = 0;                      // 1-based

@@ -14,7 +14,7 @@ namespace nanomlp {
 namespace {
 
 // The parameters in the order Network::params() lists them for Linear, activation, Linear.
-// The head's parts hold all four (W1 only its rows); the others hold W1's rows only.
+// The head holds all four (of W1 only its rows); the other parts hold their rows of W1 only.
 enum ParamIndex : std::size_t { kW1, kB1, kW2, kB2, kParams };
 
 // Copies a part's share of parameter i between the whole tensor and the part's: rows
@@ -61,13 +61,13 @@ struct SplitStep::Part {
   Matrix W1, dW1;    // (Dp, H) rows k0.. of the whole W1, and its gradient
   Matrix zero_bias;  // (1, H) zeros: b1 is added once, in the head's share
   SparseBatch x[2];  // (N, Dp) this part's pixels of batches s (even, odd s)
-  Matrix y;          // (N, H) S_p W1_p + shift 1 1^T W1_p, read by the head
+  Matrix y;          // (N, H) S_p W1_p + shift 1 1^T W1_p (+ b1 in the head's), read by the head
   std::unique_ptr<Optimizer> optimizer;
   std::vector<Param<float>> params;  // W1 (this part's rows), then b1, W2, b2 for the head
   // Steps whose y this part has handed to the head (in this run); a line of its own.
   alignas(64) std::atomic<std::size_t> y_steps{0};
 
-  // The head only.
+  // The head only (from a cache line of its own, away from y_steps).
   alignas(64) Matrix b1, W2, b2;     // (1, H), (H, K), (1, K)
   Matrix db1, dW2, db2;              // their gradients, the same shapes
   Matrix a, z, dz, da;               // (N, H) (N, K) (N, K) (N, H); pre is y

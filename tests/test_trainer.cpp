@@ -127,6 +127,39 @@ TEST_F(TrainerTest, SameSeedIsDeterministicWithBatchNormAndDropout) {
   EXPECT_TRUE(x != z) << "different seeds, same model file";
 }
 
+// --- Sparse input --------------------------------------------------------------------------------
+
+TEST_F(TrainerTest, AutoReadsHalfInkedImagesSparseOnlyWhenTheSplitStepTrains) {
+  // The synthetic digits on a black background, with every other pixel inked: about as dense
+  // as Fashion-MNIST.
+  DataSplit half = data();
+  half.train = blob_digits(600, 1, /*noisy_background=*/false);
+  std::size_t inked = 0;
+  for (std::size_t j = 0; j < half.train.images.size(); ++j) {
+    if (j % 2 == 0 && half.train.images[j] == 0) half.train.images[j] = 9;
+    inked += half.train.images[j] != 0 ? 1 : 0;
+  }
+  const double density = static_cast<double>(inked) / static_cast<double>(half.train.images.size());
+  ASSERT_GT(density, kSparseInputMaxDensity);
+  ASSERT_LT(density, kSparseInputMaxDensitySplit);
+  auto run = [&](const std::string& mode, std::vector<std::size_t> hidden) {
+    Network<float> net(arch(std::move(hidden)));
+    TrainOptions o = options(1);
+    o.sparse_input = mode;
+    train(net, half, o);
+    return model_bytes(net);
+  };
+  // One hidden layer on two threads: the split step, so sparse (its rounding differs from the
+  // dense path's, so the model files tell the paths apart).
+  EXPECT_TRUE(run("auto", {32}) == run("on", {32}));
+  EXPECT_TRUE(run("auto", {32}) != run("off", {32}));
+  // Two hidden layers, or one thread: dense.
+  EXPECT_TRUE(run("auto", {32, 16}) == run("off", {32, 16}));
+  kernels::set_num_threads(1);
+  EXPECT_TRUE(run("auto", {32}) == run("off", {32}));
+  EXPECT_TRUE(run("auto", {32}) != run("on", {32}));
+}
+
 // --- Validation split and early stopping ---------------------------------------------------------
 
 TEST_F(TrainerTest, ValidationSplitRecordsValMetricsAndTestOnlyWhenAsked) {

@@ -259,18 +259,19 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   }
 
   // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
-  const int threads = ThreadPool::global().max_parts();
+  // With several threads, the one-hidden-layer network read sparse splits its pixels between
+  // them, one thread taking every row through the output layer (nanomlp/split_step.hpp); the
+  // other networks split each product.
+  const int split_parts =
+      SplitStep::parts_for(arch, options.optimizer, true, ThreadPool::global().max_parts());
   const bool sparse =
-      use_sparse_input(data.train, options.sparse_input, first_width(arch),
-                       SplitStep::parts_for(arch, options.optimizer, true, threads) > 0);
+      use_sparse_input(data.train, options.sparse_input, first_width(arch), split_parts > 0);
   BatchInput input(sparse, arch);
   Matrix dz(B, K);  // (B, K)
   std::vector<std::uint8_t> labels(B);
-  // With several threads, the one-hidden-layer network splits its pixels and the batch's rows
-  // between them (nanomlp/split_step.hpp); the other networks split each product.
   std::unique_ptr<SplitStep> split;
-  if (const int parts = SplitStep::parts_for(arch, options.optimizer, sparse, threads)) {
-    split = std::make_unique<SplitStep>(arch, options.optimizer, parts, &data.train);
+  if (sparse && split_parts > 0) {
+    split = std::make_unique<SplitStep>(arch, options.optimizer, split_parts, &data.train);
   }
 
   const auto loop_start = Clock::now();

@@ -90,7 +90,7 @@ void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, st
 // the split saves for every network the sparse path is chosen for: 784-128-10 at batch 128
 // trains at 0.14 s per epoch on one thread and 0.155 s split over two, 784-256-10 at batch 64
 // at 0.30 and 0.61 s. (Training the one-hidden-layer network on several threads splits its
-// pixels and rows instead, each thread keeping its own rows of W, nanomlp/split_step.hpp; this
+// pixels instead, each thread keeping its own rows of W, nanomlp/split_step.hpp; this
 // split serves deeper networks and evaluation.)
 inline bool sparse_parallel(std::size_t N, std::size_t H) {
   return N * H >= 256 * 256;

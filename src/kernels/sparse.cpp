@@ -240,8 +240,8 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
   for (std::size_t r = r0; r < r1; ++r) {
     // The images are picked at random from 47 MB: fetch the one after next while counting
     // this one, so that its cache lines arrive in the shadow of the work. (Further ahead
-    // measured slower: 4 rows took the default step from 126 to 148 us, also for the
-    // half images the hidden-unit split encodes.)
+    // measured slower: 4 rows took the default step from 126 to 148 us, also with two threads
+    // encoding half of each image.)
     if (r + 2 < r1) {
       const std::uint8_t* ahead = images + std::size_t{idx[r + 2]} * image_stride;
       for (std::size_t k = 0; k < D; k += 64) __builtin_prefetch(ahead + k);
@@ -270,8 +270,8 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
     std::size_t k = 0;
 #if NANOMLP_SPARSE_AVX512
     // 64 pixels at a time, the last stretch through a masked load (which reads nothing past
-    // the image): a byte-by-byte tail would branch on every pixel, and the hidden-unit split
-    // encodes stretches of any length.
+    // the image): a byte-by-byte tail would branch on every pixel, and the split step
+    // (split_step.hpp) encodes stretches of any length.
     for (; k < D; k += 64) {
       const std::size_t n = std::min<std::size_t>(64, D - k);
       const __mmask64 in = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
@@ -300,7 +300,8 @@ void sparse_forward_block(const SparseBatch& s, std::size_t b, const float* W, c
   });
 #else
   const std::size_t D = s.cols, rows_in_block = s.block_begin[b + 1] - s.block_begin[b];
-  std::vector<float> colsum(H, 0.0f);
+  thread_local std::vector<float> colsum;  // grows once: no allocation in a warm step
+  colsum.assign(H, 0.0f);
   for (std::size_t r = 0; r < rows_in_block; ++r) std::copy(bias, bias + H, y_block + r * H);
   for (std::size_t k = 0; k < D; ++k) {
     const float* wk = W + k * H;
@@ -330,7 +331,8 @@ void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, st
     grad_tile<V, Tail>(s, dy, H, h0, k0, k1, dW, db, t);
   });
 #else
-  std::vector<float> sum(H, 0.0f);
+  thread_local std::vector<float> sum;  // grows once: no allocation in a warm step
+  sum.assign(H, 0.0f);
   for (std::size_t n = 0; n < s.rows; ++n) {
     for (std::size_t h = 0; h < H; ++h) sum[h] += dy[n * H + h];
   }

@@ -1,6 +1,7 @@
 # The two commands of the quick start are `make run` and `make test`; both set everything up.
 #   make run    install missing Debian packages, build, train the default network on MNIST
-#   make test   install missing Debian packages, build, run the whole test suite (CTest)
+#   make test   install missing Debian packages, build, run the whole test suite (CTest), on the
+#               release build and on a portable (-DNANOMLP_NATIVE=OFF) one
 #   make build  build only        make bench  run the benchmarks      make debug  ASan+UBSan build
 #   make tsan   ThreadSanitizer build, then the tests of the threaded code under it
 #   make bench-best  train the `best` recipe on MNIST and Fashion-MNIST and check its figures
@@ -34,9 +35,14 @@ run: build
 	  || ./build/nanomlp download mnist --data "$(DATA)"
 	./build/nanomlp train --data "$(DATA)" $(RUN_ARGS)
 
+# The suite runs twice: on the release build, and on a portable one (no -march=native) so that
+# the fallbacks of the AVX-512 kernels stay correct on every machine.
 test: deps-test configure
 	cmake --build --preset release -j $(JOBS)
 	NANOMLP_DATA="$(abspath $(DATA))" ctest --preset release -j $(JOBS)
+	cmake --preset portable >/dev/null
+	cmake --build --preset portable -j $(JOBS)
+	NANOMLP_DATA="$(abspath $(DATA))" ctest --preset portable -j $(JOBS)
 
 bench: deps-bench build
 	NANOMLP_DATA="$(abspath $(DATA))" bash bench/run.sh
@@ -59,4 +65,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf build build-debug build-tsan
+	rm -rf build build-debug build-tsan build-portable

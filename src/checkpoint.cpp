@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/json_input.hpp"
 #include "nanomlp/metrics.hpp"
 #include "nanomlp/model_io.hpp"
 #include "nanomlp/safetensors.hpp"
@@ -199,13 +200,15 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
       }
       const std::size_t counters = state.best.counters.size();  // the network's, from above
       state.best.counters =
-          nlohmann::json::parse(meta("best_counters")).get<std::vector<std::int64_t>>();
+          parse_untrusted_json(meta("best_counters")).get<std::vector<std::int64_t>>();
       if (state.best.counters.size() != counters) {
         throw ModelFormatError(path + ": corrupt best_counters in checkpoint");
       }
     }
-    state.records = nlohmann::json::parse(meta("records")).get<std::vector<EpochRecord>>();
+    state.records = parse_untrusted_json(meta("records")).get<std::vector<EpochRecord>>();
   } catch (const nlohmann::json::exception& e) {
+    throw ModelFormatError(path + ": corrupt checkpoint metadata: " + e.what());
+  } catch (const JsonInputError& e) {
     throw ModelFormatError(path + ": corrupt checkpoint metadata: " + e.what());
   } catch (const std::invalid_argument& e) {
     throw ModelFormatError(path + ": corrupt checkpoint metadata: " + e.what());

@@ -430,7 +430,9 @@ std::vector<Prediction> predict(Network<float>& net, const std::vector<MnistImag
     for (std::size_t i = 0; i < B; ++i) {
       kernels::u8_to_float(images[start + i].data(), x.row(i), kImagePixels, scale, shift);
     }
-    const Matrix& z = net.forward(x, /*training=*/false);  // (B, K)
+    // Batch-invariant, so that an image gets the same probabilities alone (serve) as in a
+    // batch (predict on many files).
+    const Matrix& z = net.infer(x);  // (B, K)
     p.resize(B, K);
     kernels::softmax_rows<float>(z.data(), p.data(), B, K);
     for (std::size_t i = 0; i < B; ++i) {

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <stdexcept>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/json_input.hpp"
 
 namespace nanomlp {
 namespace {
@@ -41,6 +43,73 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
+}
+
+// A tensor the architecture needs, as the file holds it.
+struct ExpectedTensor {
+  std::string name;
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+};
+
+// The tensors of the network `arch` describes, in file order, worked out from the
+// architecture alone so that a file can be checked before any layer is allocated: a header
+// that claims a million hidden units and holds no tensors costs nothing. The names and shapes
+// follow the Network constructor (nn.Sequential indices) and model_to_safetensors; the load
+// below checks the built network against the same file, so the two cannot drift apart.
+std::vector<ExpectedTensor> expected_tensors(const Architecture& arch) {
+  std::vector<ExpectedTensor> out;
+  std::size_t index = 0;
+  const auto i64 = [](std::size_t n) { return static_cast<std::int64_t>(n); };
+  const auto linear = [&](std::size_t in, std::size_t width) {
+    const std::string p = std::to_string(index++) + ".";
+    out.push_back({p + "weight", "F32", {i64(width), i64(in)}});
+    out.push_back({p + "bias", "F32", {i64(width)}});
+  };
+  std::size_t in = arch.input_dim;
+  for (std::size_t h : arch.hidden) {
+    linear(in, h);
+    if (arch.batch_norm) {
+      const std::string p = std::to_string(index++) + ".";
+      out.push_back({p + "weight", "F32", {1, i64(h)}});  // format version 1 keeps it 2-D
+      out.push_back({p + "bias", "F32", {i64(h)}});
+      out.push_back({p + "running_mean", "F32", {i64(h)}});
+      out.push_back({p + "running_var", "F32", {i64(h)}});
+      out.push_back({p + "num_batches_tracked", "I64", {}});
+    }
+    ++index;  // the activation
+    if (arch.dropout > 0.0) ++index;
+    in = h;
+  }
+  linear(in, arch.num_classes);
+  return out;
+}
+
+// Every tensor the architecture needs is in the file with its dtype and shape, and no other.
+void check_tensors_against(const SafeTensors& st, const Architecture& arch,
+                           const std::string& source) {
+  std::set<std::string> expected;
+  for (const ExpectedTensor& e : expected_tensors(arch)) {
+    expected.insert(e.name);
+    const TensorEntry* t = st.find(e.name);
+    if (t == nullptr) {
+      throw ModelFormatError(source + ": tensor '" + e.name + "' required by the architecture (" +
+                             arch.describe() + ") is missing");
+    }
+    if (t->shape != e.shape || t->dtype != e.dtype) {
+      const std::string what =
+          e.shape.empty() ? "an I64 scalar []" : e.dtype + " " + shape_str(e.shape);
+      throw ModelFormatError(source + ": tensor '" + e.name + "' should be " + what +
+                             " for architecture " + arch.describe() + ", found " + t->dtype + " " +
+                             shape_str(t->shape));
+    }
+  }
+  for (const auto& t : st.tensors) {
+    if (expected.count(t.name) == 0) {
+      throw ModelFormatError(source + ": unexpected tensor '" + printable(t.name, 80) +
+                             "' for architecture " + arch.describe());
+    }
+  }
 }
 
 }  // namespace
@@ -90,22 +159,24 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
                            " is not supported by this nanomlp (reads 1.." +
                            std::to_string(kModelFormatVersion) + ")");
   }
-  Network<float> net(Architecture::from_json(meta("architecture"), source));
+  const Architecture arch = Architecture::from_json(meta("architecture"), source);
+  check_tensors_against(st, arch, source);  // before the network is allocated
+  Network<float> net(arch);
 
-  std::set<std::string> expected;
-  auto load = [&](const std::string& name, Matrix& dst, bool transposed) {
-    expected.insert(name);
+  // The file was checked against the architecture above; a tensor the built network wants
+  // and the check did not is a bug here, not a bad file.
+  std::size_t loaded = 0;
+  const auto find = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     const TensorEntry* t = st.find(name);
-    if (t == nullptr) {
-      throw ModelFormatError(source + ": tensor '" + name + "' required by the architecture (" +
-                             net.architecture().describe() + ") is missing");
+    if (t == nullptr || t->shape != shape) {
+      throw std::logic_error("model_from_safetensors: tensor '" + name +
+                             "' of the network was not checked against the file");
     }
-    const auto want = file_shape({name, &dst, nullptr, transposed});
-    if (t->shape != want || t->dtype != "F32") {
-      throw ModelFormatError(source + ": tensor '" + name + "' should be F32 " + shape_str(want) +
-                             " for architecture " + net.architecture().describe() + ", found " +
-                             t->dtype + " " + shape_str(t->shape));
-    }
+    ++loaded;
+    return t;
+  };
+  const auto load = [&](const std::string& name, Matrix& dst, bool transposed) {
+    const TensorEntry* t = find(name, file_shape({name, &dst, nullptr, transposed}));
     const std::vector<float> values = t->to_f32();
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
       throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");
@@ -119,23 +190,11 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
   for (auto& p : net.params()) load(p.name, *p.value, p.transposed_in_file);
   for (auto& b : net.buffers()) load(b.name, *b.value, false);
   for (auto& layer : net.layers()) {
-    for (auto& [name, value] : layer->counters()) {
-      expected.insert(name);
-      const TensorEntry* t = st.find(name);
-      if (t == nullptr || t->dtype != "I64" || !t->shape.empty()) {
-        throw ModelFormatError(source + ": tensor '" + name + "' should be an I64 scalar [] for " +
-                               net.architecture().describe() +
-                               (t == nullptr ? ", but it is missing"
-                                             : ", found " + t->dtype + " " + shape_str(t->shape)));
-      }
-      *value = t->to_i64()[0];
-    }
+    for (auto& [name, value] : layer->counters()) *value = find(name, {})->to_i64()[0];
   }
-  for (const auto& t : st.tensors) {
-    if (expected.count(t.name) == 0) {
-      throw ModelFormatError(source + ": unexpected tensor '" + t.name + "' for architecture " +
-                             net.architecture().describe());
-    }
+  if (loaded != st.tensors.size()) {
+    throw std::logic_error("model_from_safetensors: the network holds " + std::to_string(loaded) +
+                           " tensors, the checked file " + std::to_string(st.tensors.size()));
   }
   return net;
 }

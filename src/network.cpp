@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/json_input.hpp"
 
 namespace nanomlp {
 
@@ -99,7 +100,7 @@ std::string Architecture::to_json() const {
 Architecture Architecture::from_json(const std::string& text, const std::string& source) {
   Architecture a;
   try {
-    const auto j = nlohmann::json::parse(text);
+    const auto j = parse_untrusted_json(text);
     a.input_dim = j.at("input_dim").get<std::size_t>();
     a.hidden = j.at("hidden").get<std::vector<std::size_t>>();
     a.num_classes = j.at("num_classes").get<std::size_t>();
@@ -113,6 +114,8 @@ Architecture Architecture::from_json(const std::string& text, const std::string&
     }
     a.validate();
   } catch (const nlohmann::json::exception& e) {
+    throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
+  } catch (const JsonInputError& e) {
     throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
   } catch (const UsageError& e) {
     throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
@@ -172,6 +175,16 @@ const Mat<T>& Network<T>::forward(const Mat<T>& x, bool training) {
   const Mat<T>* in = &x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->forward(*in, outs_[i], training);
+    in = &outs_[i];
+  }
+  return *in;
+}
+
+template <typename T>
+const Mat<T>& Network<T>::infer(const Mat<T>& x) {
+  const Mat<T>* in = &x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->infer(*in, outs_[i]);
     in = &outs_[i];
   }
   return *in;

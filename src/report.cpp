@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/json_input.hpp"
 #include "nanomlp/metrics.hpp"
 #include "nanomlp/safetensors.hpp"
 
@@ -376,12 +377,12 @@ std::string json_value_text(const Json& v) {
   if (v.is_array()) {
     bool scalars = true;
     for (const auto& e : v) scalars = scalars && !e.is_structured();
-    if (!scalars) return v.dump();
+    if (!scalars) return v.dump(-1, ' ', false, Json::error_handler_t::replace);
     std::string out;
     for (const auto& e : v) out += (out.empty() ? "" : ", ") + json_value_text(e);
     return out.empty() ? "(none)" : out;
   }
-  return v.dump();
+  return v.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 void flatten(const Json& j, const std::string& prefix,
@@ -958,8 +959,8 @@ nlohmann::ordered_json read_metrics_json(const std::string& path) {
   const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
   Json j;
   try {
-    j = Json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
+    j = parse_untrusted_json<Json>(text);
+  } catch (const JsonInputError& e) {
     throw DataError(one_line("metrics file " + path + " is not valid JSON: " + e.what()));
   }
   if (!j.is_object() || !j.contains("epochs") || !j["epochs"].is_array()) {

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "nanomlp/errors.hpp"
+#include "nanomlp/json_input.hpp"
 
 namespace nanomlp {
 
@@ -107,8 +108,12 @@ bool checked_byte_size(const std::string& dtype, const std::vector<std::int64_t>
   return true;
 }
 
+// Names come from the file: shown in printable ASCII, so the message is valid UTF-8.
 std::string quoted(const std::string& name) {
-  return "'" + name + "'";
+  std::string out(1, '\'');
+  out += printable(name, 80);
+  out += '\'';
+  return out;
 }
 
 [[noreturn]] void fail(const std::string& source, const std::string& what) {
@@ -137,11 +142,12 @@ std::vector<std::int64_t> parse_shape(const Json& value, const std::string& sour
   shape.reserve(value.size());
   for (const Json& dim : value) {
     if (!dim.is_number_integer()) {
-      fail(source, where + "expected an array of non-negative integers, found an element of type " +
-                       std::string(dim.type_name()) + " (" + dim.dump() + ")");
+      fail(source, where + "expected an array of non-negative integers, found an element: " +
+                       describe_json(dim));
     }
     if (!dim.is_number_unsigned()) {
-      fail(source, where + "expected non-negative dimensions, found " + dim.dump());
+      fail(source, where + "expected non-negative dimensions, found " +
+                       std::to_string(dim.get<std::int64_t>()));
     }
     const auto u = dim.get<std::uint64_t>();
     if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -163,7 +169,8 @@ std::pair<std::uint64_t, std::uint64_t> parse_offsets(const Json& value, const s
   }
   for (const Json& v : value) {
     if (!v.is_number_unsigned()) {
-      fail(source, where + "expected non-negative integers [begin, end], found " + value.dump());
+      fail(source,
+           where + "expected non-negative integers [begin, end], found " + describe_json(v));
     }
   }
   const auto begin = value[0].get<std::uint64_t>();
@@ -184,8 +191,7 @@ std::map<std::string, std::string> parse_metadata(const Json& value, const std::
   for (const auto& [key, v] : value.items()) {
     if (!v.is_string()) {
       fail(source, std::string(kMetadataKey) + " key " + quoted(key) +
-                       ": expected a string value, found " + std::string(v.type_name()) + " " +
-                       v.dump());
+                       ": expected a string value, found " + describe_json(v));
     }
     metadata.emplace(key, v.get<std::string>());
   }
@@ -389,12 +395,11 @@ SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std:
                      std::to_string(after_prefix) + " bytes)");
   }
 
-  const auto header_begin = bytes.begin() + kLengthPrefixBytes;
-  const auto header_end = header_begin + static_cast<std::ptrdiff_t>(header_len);
   Json header;
   try {
-    header = Json::parse(header_begin, header_end);
-  } catch (const nlohmann::json::parse_error& e) {
+    header = parse_untrusted_json(std::string_view(
+        reinterpret_cast<const char*>(bytes.data()) + kLengthPrefixBytes, header_len));
+  } catch (const JsonInputError& e) {
     fail(source, std::string("corrupt header: expected JSON, ") + e.what());
   }
   if (!header.is_object()) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "nanomlp/data.hpp"
+#include "nanomlp/json_input.hpp"
 #include "nanomlp/kernels.hpp"
 #include "nanomlp/model_io.hpp"
 #include "nanomlp/network.hpp"
@@ -47,7 +48,8 @@ constexpr std::size_t kMaxDiscardedFactor = 16;
 void send_json(httplib::Response& res, int status, const Json& body) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(body.dump(), kJsonType);
+  // Replace bytes that are not UTF-8 (from a request, echoed in an error) instead of throwing.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kJsonType);
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
@@ -189,18 +191,9 @@ MnistImage pixels_from_json(std::string_view body) {
       "digit on black]}";
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(body.begin(), body.end(),
-                              [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-                                if (depth > kMaxJsonDepth) {
-                                  throw HttpError(400, "malformed JSON: nested too deeply");
-                                }
-                                return true;
-                              });
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
-    if (const auto pos = what.find("] "); pos != std::string::npos) what.erase(0, pos + 2);
-    throw HttpError(400, "malformed JSON: " + what);
+    j = parse_untrusted_json(body, kMaxJsonDepth);
+  } catch (const JsonInputError& e) {
+    throw HttpError(400, std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object() || !j.contains("pixels")) throw HttpError(400, expected);
   const nlohmann::json& pixels = j["pixels"];
@@ -213,8 +206,7 @@ MnistImage pixels_from_json(std::string_view body) {
   for (std::size_t i = 0; i < kImagePixels; ++i) {
     const nlohmann::json& v = pixels[i];
     const auto bad = [&] {
-      std::string shown = v.dump();
-      if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
+      const std::string shown = describe_json(v);
       return HttpError(400, "\"pixels\"[" + std::to_string(i) +
                                 "]: expected an integer from 0 to 255, got " + shown);
     };

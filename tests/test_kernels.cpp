@@ -100,6 +100,42 @@ TEST(Gemm, SameThreadCountGivesBitIdenticalResults) {
   kernels::set_num_threads(1);
 }
 
+// The batch-invariant affine map: close to a GEMM plus bias on odd shapes (widths below, at and
+// above its 64-column stretch), and each row bit-identical whatever batch it is computed in.
+TEST(AffineRows, MatchesGemmAndIsBatchInvariant) {
+  Rng rng(11);
+  const std::vector<GemmCase> cases{{1, 1, 1},   {3, 5, 7},     {300, 16, 784}, {7, 64, 33},
+                                    {9, 65, 19}, {5, 130, 129}, {2, 10, 128}};
+  for (const auto& c : cases) {
+    const auto x = random_vector<float>(c.M * c.K, rng);  // (M, K)
+    const auto W = random_vector<float>(c.K * c.N, rng);  // (K, N)
+    const auto b = random_vector<float>(c.N, rng);        // (N)
+    std::vector<float> y(c.M * c.N), ref(c.M * c.N);
+    kernels::affine_rows<float>(x.data(), c.M, c.K, W.data(), b.data(), y.data(), c.N);
+    kernels::gemm_naive<float>(false, false, c.M, c.N, c.K, 1.0f, x.data(), c.K, W.data(), c.N,
+                               0.0f, ref.data(), c.N);
+    for (std::size_t i = 0; i < c.M; ++i) {
+      for (std::size_t j = 0; j < c.N; ++j) {
+        ASSERT_NEAR(y[i * c.N + j], ref[i * c.N + j] + b[j], 1e-5f * static_cast<float>(c.K))
+            << "M=" << c.M << " N=" << c.N << " K=" << c.K << " at (" << i << "," << j << ")";
+      }
+    }
+    // Every row again, alone: the same bits.
+    std::vector<float> one(c.N);
+    for (std::size_t i = 0; i < c.M; ++i) {
+      kernels::affine_rows<float>(x.data() + i * c.K, 1, c.K, W.data(), b.data(), one.data(), c.N);
+      for (std::size_t j = 0; j < c.N; ++j) {
+        ASSERT_EQ(one[j], y[i * c.N + j]) << "row " << i << " of " << c.M << ", column " << j;
+      }
+    }
+  }
+  std::vector<double> xd{1.5, -2.0}, Wd{1, 2, 3, 4, 5, 6}, bd{0.5, 0.25, -1}, yd(3);
+  kernels::affine_rows<double>(xd.data(), 1, 2, Wd.data(), bd.data(), yd.data(), 3);
+  EXPECT_EQ(yd, (std::vector<double>{1.5 - 8 + 0.5, 3 - 10 + 0.25, 4.5 - 12 - 1}));
+  EXPECT_THROW(kernels::affine_rows<float>(nullptr, 1, 2, nullptr, nullptr, nullptr, 3),
+               std::invalid_argument);
+}
+
 TEST(Elementwise, BiasReluAndRowSumsMatchLoops) {
   Rng rng(5);
   const std::size_t N = 7, H = 19;

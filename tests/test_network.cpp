@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
 
 #include "gradcheck.hpp"
@@ -182,6 +184,35 @@ TEST(Network, EvaluationIsDeterministicWithDropoutAndBatchNorm) {
   EXPECT_TRUE(train_differs) << "dropout should draw a new mask on every training forward";
 }
 
+// Inference is batch-invariant for every layer kind: a row's logits are bit-identical alone and
+// in a batch of 300 (the property predict and serve rely on), and agree with the GEMM forward.
+TEST(Network, InferenceGivesEveryRowTheSameBitsWhateverTheBatch) {
+  for (const std::string& activation : activation_names()) {
+    Architecture a;
+    a.hidden = {70, 33};
+    a.activation = activation;
+    a.batch_norm = activation == "relu";
+    a.dropout = activation == "tanh" ? 0.3 : 0.0;
+    Network<float> net = trained_like_network(a);
+    Rng rng(5);
+    net.set_rng(&rng);
+    Matrix x(300, 784);
+    for (float& v : x) v = static_cast<float>(rng.uniform() * 3.0 - 0.5);
+    if (a.batch_norm) net.forward(x, true);  // running statistics away from (0, 1)
+    const Matrix batch = net.infer(x);
+    const Matrix reference = net.forward(x, false);
+    Matrix one(1, 784);
+    for (std::size_t i : {std::size_t{0}, std::size_t{137}, std::size_t{299}}) {
+      std::copy(x.row(i), x.row(i) + 784, one.row(0));
+      const Matrix alone = net.infer(one);
+      for (std::size_t k = 0; k < 10; ++k) {
+        ASSERT_EQ(alone(0, k), batch(i, k)) << activation << ", row " << i << ", class " << k;
+        ASSERT_NEAR(batch(i, k), reference(i, k), 1e-4) << activation << ", row " << i;
+      }
+    }
+  }
+}
+
 TEST(ModelIo, BatchNormNetworkReloadsWithIdenticalPredictions) {
   testing::TempDir dir;
   Architecture a;
@@ -325,6 +356,31 @@ TEST(ModelIo, MissingTensorUnexpectedTensorAndBadMetadataAreRejected) {
   const std::vector<float> bad(10, std::nanf(""));
   nan.tensors[3] = TensorEntry::from_f32("2.bias", {10}, bad.data());
   EXPECT_THROW(model_from_safetensors(nan, "m.safetensors"), ModelFormatError);
+}
+
+// A 184-byte file with no tensors whose architecture claims a million hidden units used to
+// build the whole network (6.2 GB, 40 s) before noticing the missing tensor. The architecture is
+// now checked against the tensors first: nothing is allocated.
+TEST(ModelIo, ArchitectureIsCheckedAgainstTheTensorsBeforeAnythingIsBuilt) {
+  Architecture a;
+  a.hidden = {1000000};
+  SafeTensors st;
+  st.metadata = {{"format", "nanomlp"}, {"format_version", "1"}, {"architecture", a.to_json()}};
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const std::string msg =
+      testing::message_of<ModelFormatError>([&] { model_from_safetensors(st, "big.safetensors"); });
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  EXPECT_THAT(msg, HasSubstr("big.safetensors: tensor '0.weight' required by the architecture "
+                             "(784-1000000-10, relu) is missing"));
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 100 * 1024) << "KiB grown while refusing";
+
+  // A file whose numbers overflow a double names the file, not the JSON library.
+  st.metadata["architecture"] = R"({"input_dim":784,"hidden":[1e309],"num_classes":10})";
+  EXPECT_THAT(
+      testing::message_of<ModelFormatError>([&] { model_from_safetensors(st, "m.safetensors"); }),
+      HasSubstr("m.safetensors: invalid architecture in __metadata__: number overflow"));
 }
 
 TEST(ModelIo, TruncatedAndCorruptFilesAreRejectedWithTheFileName) {

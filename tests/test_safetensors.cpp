@@ -21,6 +21,7 @@ using nanomlp::testing::read_bytes;
 using nanomlp::testing::TempDir;
 using nanomlp::testing::write_bytes;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Bytes = std::vector<std::uint8_t>;
 
 void append_u64_le(Bytes& out, std::uint64_t v) {
@@ -366,6 +367,60 @@ TEST(SafeTensorsFile, ReadCorruptFileNamesPath) {
   write_bytes(path, {1, 2, 3});
   EXPECT_THAT(message_of<ModelFormatError>([&] { read_safetensors_file(path); }),
               HasSubstr(path + ": expected at least 8 bytes"));
+}
+
+}  // namespace
+}  // namespace nanomlp
+
+namespace nanomlp {
+namespace {
+
+// Hostile headers found by fuzzing (the hardening issue): each used to crash, or to fail with the
+// JSON library's own words, naming neither the file nor what was expected.
+std::string nested(std::size_t depth, const std::string& inner) {
+  return std::string(depth, '[') + inner + std::string(depth, ']');
+}
+
+TEST(SafeTensorsHostile, ShapeNested90000DeepIsRefusedWithoutRecursion) {
+  // 180 KB of brackets: the error message used to dump() the shape, which recursed until the
+  // stack ran out (SIGSEGV in info, eval, predict, serve and --resume).
+  const std::string msg = parse_error(make_file(
+      R"({"t":{"dtype":"F32","shape":)" + nested(90000, "") + R"(,"data_offsets":[0,0]}})", {}));
+  EXPECT_THAT(msg, HasSubstr("model.st: corrupt header: expected JSON, nested more than"));
+}
+
+TEST(SafeTensorsHostile, NestedMetadataAndOffsetsAreRefused) {
+  EXPECT_THAT(parse_error(make_file(R"({"__metadata__":{"k":)" + nested(50000, "1") + "}}", {})),
+              HasSubstr("nested more than"));
+  EXPECT_THAT(
+      parse_error(make_file(
+          R"({"t":{"dtype":"F32","shape":[],"data_offsets":)" + nested(50000, "0") + "}}", {})),
+      HasSubstr("nested more than"));
+  // Shallow nesting is described by its size, not dumped.
+  EXPECT_THAT(
+      parse_error(
+          make_file(R"({"t":{"dtype":"F32","shape":[[1,2]],"data_offsets":[0,4]}})", Bytes(4))),
+      HasSubstr("tensor 't': shape: expected an array of non-negative integers, found an element: "
+                "array of 2 elements"));
+  EXPECT_THAT(parse_error(make_file(R"({"__metadata__":{"k":{"a":[1]}}})", {})),
+              HasSubstr("key 'k': expected a string value, found object of 1 key"));
+}
+
+TEST(SafeTensorsHostile, NumberOverflowNamesTheFile) {
+  const std::string msg = parse_error(
+      make_file(R"({"t":{"dtype":"F32","shape":[1e309],"data_offsets":[0,4]}})", Bytes(4)));
+  EXPECT_THAT(msg, HasSubstr("model.st: corrupt header: expected JSON, number overflow"));
+  EXPECT_THAT(msg, Not(HasSubstr("json.exception")));
+}
+
+TEST(SafeTensorsHostile, BytesThatAreNotUtf8AreShownAsQuestionMarks) {
+  const std::string name = "w\xff\xfe";
+  const std::string msg = parse_error(
+      make_file("{\"" + name + R"(":{"dtype":"F99","shape":[1],"data_offsets":[0,4]}})", Bytes(4)));
+  EXPECT_THAT(msg, HasSubstr("model.st: corrupt header: expected JSON"));
+  EXPECT_THAT(msg, HasSubstr("ill-formed UTF-8"));
+  for (const char c : msg) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << msg;
+  for (const char c : msg) EXPECT_LT(static_cast<unsigned char>(c), 0x7f) << msg;
 }
 
 }  // namespace

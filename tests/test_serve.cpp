@@ -91,7 +91,9 @@ class ServerProcess {
         port_ = std::atoi(url_.c_str() + colon + 1);
         return;
       }
-      if (!read_some(200)) break;
+      // A slow start (a sanitizer build, a loaded machine) is not an end: only end of file
+      // or the deadline stops the wait.
+      if (!read_some(200) && eof_) break;
     }
   }
 
@@ -141,7 +143,10 @@ class ServerProcess {
     if (::poll(&p, 1, timeout_ms) <= 0) return false;
     char buf[4096];
     const ssize_t n = ::read(out_fd_, buf, sizeof buf);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
     out_.append(buf, static_cast<std::size_t>(n));
     return true;
   }
@@ -149,6 +154,7 @@ class ServerProcess {
   std::string log_path_;
   pid_t pid_ = -1;
   int out_fd_ = -1;
+  bool eof_ = false;  // stdout closed: the server exited
   std::string out_;
   std::string url_;
   int port_ = 0;
@@ -496,6 +502,11 @@ TEST(Serve, RefusesBadRequestsWithJsonErrors) {
       {"a string", "application/json", with(0, "12"), 400, "[0]"},
       {"null", "application/json", with(783, nullptr), 400, "[783]"},
       {"true", "application/json", with(2, true), 400, "[2]"},
+      // Found by fuzzing: a number out of range (answered 500), and bytes that are not UTF-8
+      // (the error echoing them could not be serialised: 500).
+      {"1e309", "application/json", "{\"pixels\": [1e309]}", 400, "number overflow"},
+      {"not UTF-8", "application/json", "{\"pixels\": \"\xff\xfe\"}", 400, "malformed JSON"},
+      {"not UTF-8 key", "application/json", "{\"\xc3\x28\": 1}", 400, "malformed JSON"},
       {"deep nesting", "application/json", "{\"pixels\": " + std::string(200000, '['), 400,
        "nested"},
       {"text/plain", "text/plain", "hello", 415, "Content-Type"},

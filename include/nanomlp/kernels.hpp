@@ -24,6 +24,13 @@ void gemm_naive(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::s
                 const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                 std::size_t ldc);
 
+// y (N, H) = x (N, D) W (D, H) + b (H), batch-invariant: each row of y is computed by the same
+// operations, summing over D in order, whatever N and the row's place in the batch (inference,
+// so that one image alone and the same image in a batch get identical outputs). Single-threaded.
+template <typename T>
+void affine_rows(const T* x, std::size_t N, std::size_t D, const T* W, const T* b, T* y,
+                 std::size_t H);
+
 // Sets the threads used by every kernel (n < 1: all cores). BLAS itself runs single-threaded
 // inside each part so that exactly n threads are ever busy.
 void set_num_threads(int n);

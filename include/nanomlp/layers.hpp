@@ -45,6 +45,9 @@ class Layer {
   // dy (N, out) -> parameter gradients (overwritten, not accumulated), and dx (N, in) unless
   // dx is nullptr (the first layer: no gradient for the input pixels).
   virtual void backward(const Mat<T>& dy, Mat<T>* dx) = 0;
+  // Evaluation whose every output row depends only on its input row, bit for bit, whatever the
+  // batch (prediction). Element-wise and per-row layers are that already; Dense overrides it.
+  virtual void infer(const Mat<T>& x, Mat<T>& y) { forward(x, y, /*training=*/false); }
   virtual std::vector<Param<T>> params() { return {}; }
   virtual std::vector<Buffer<T>> buffers() { return {}; }
   // Saved int64 counters (batch norm's num_batches_tracked).
@@ -66,6 +69,8 @@ class Dense final : public Layer<T> {
   // The same forward pass for a batch of images held without their background (float only).
   void forward(const SparseBatch& x, Mat<T>& y);
   void backward(const Mat<T>& dy, Mat<T>* dx) override;
+  // y = x W + b by kernels::affine_rows instead of a GEMM; caches nothing.
+  void infer(const Mat<T>& x, Mat<T>& y) override;
   std::vector<Param<T>> params() override;
 
   Mat<T> W_;   // (D, H)

@@ -62,6 +62,10 @@ class Network {
   // The same for images held without their background (nanomlp/sparse.hpp; float only). The
   // first layer then gets no input gradient, as with a dense x.
   const Mat<T>& forward(const SparseBatch& x, bool training);
+  // x (N, D) -> logits (N, K) in evaluation mode, batch-invariant: each row of the logits is
+  // bit-identical whatever the batch it came in (Layer::infer). Slower than forward; for
+  // prediction, where one image and a batch must agree.
+  const Mat<T>& infer(const Mat<T>& x);
   // dlogits (N, K) -> gradients of every parameter.
   void backward(const Mat<T>& dlogits);
 

@@ -72,6 +72,16 @@ void Dense<T>::forward(const SparseBatch& x, Mat<T>& y) {
   }
 }
 
+template <typename T>
+void Dense<T>::infer(const Mat<T>& x, Mat<T>& y) {
+  if (x.cols() != W_.rows()) {
+    throw std::invalid_argument("Dense: input has " + std::to_string(x.cols()) +
+                                " columns, the layer takes " + std::to_string(W_.rows()));
+  }
+  y.resize(x.rows(), W_.cols());
+  kernels::affine_rows<T>(x.data(), x.rows(), W_.rows(), W_.data(), b_.data(), y.data(), W_.cols());
+}
+
 // Backward, from y = x W + b:
 //   dW (D, H) = x^T (D, N) dy (N, H)
 //   db (H)    = sum over the batch of dy

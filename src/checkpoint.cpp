@@ -1,7 +1,15 @@
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <regex>
+#include <utility>
+#include <vector>
 
 #include "nanomlp/errors.hpp"
 #include "nanomlp/json_input.hpp"
@@ -26,21 +34,49 @@ std::string checkpoint_name(std::size_t epoch) {
   return buf;
 }
 
-// The newest checkpoint: the highest epoch number in the folder; empty if there is none.
-std::string newest_checkpoint(const std::string& dir) {
+// The checkpoints in dir, newest (highest epoch) first. A name that matches the pattern but
+// whose epoch does not fit (checkpoint-epoch-99999999999999999999) is a clear error, not a
+// std::stol exception.
+std::vector<std::string> checkpoints_newest_first(const std::string& dir) {
   static const std::regex pattern(R"(checkpoint-epoch-(\d+)\.safetensors)");
-  std::string best;
-  long best_epoch = -1;
+  std::vector<std::pair<unsigned long, std::string>> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::smatch m;
     const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, pattern) && std::stol(m[1]) > best_epoch) {
-      best_epoch = std::stol(m[1]);
-      best = entry.path().string();
+    if (!std::regex_match(name, m, pattern)) continue;
+    if (m[1].length() > 9) {
+      throw UsageError("--checkpoint-dir: " + dir + " holds " + printable(name) +
+                       ", whose epoch number has more than 9 digits (expected "
+                       "checkpoint-epoch-NNNN.safetensors as nanomlp writes them)");
+    }
+    found.emplace_back(std::stoul(m[1]), entry.path().string());
+  }
+  std::sort(found.begin(), found.end(), std::greater<>());
+  std::vector<std::string> paths;
+  for (auto& [epoch, path] : found) paths.push_back(std::move(path));
+  return paths;
+}
+
+// Temporary files of checkpoint writes that a killed run left behind
+// (checkpoint-epoch-0003.safetensors.tmp.PID, see write_safetensors_file), whose process is gone.
+void remove_leftover_temporaries(const std::string& dir,
+                                 const std::function<void(const std::string&)>& on_message) {
+  static const std::regex pattern(R"(checkpoint-epoch-\d+\.safetensors\.tmp\.(\d{1,9}))");
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (!std::regex_match(name, m, pattern)) continue;
+    const auto pid = static_cast<pid_t>(std::stol(m[1]));
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(entry.path());
+  }
+  for (const fs::path& path : stale) {
+    if (fs::remove(path, ec) && on_message) {
+      on_message("removed " + path.string() + ", left by an interrupted checkpoint write");
     }
   }
-  return best;
 }
 
 std::string rng_to_string(const Rng& rng) {
@@ -117,28 +153,12 @@ void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimize
                          st);
 }
 
-std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net,
-                                Optimizer& optimizer, TrainState& state,
-                                const std::function<void(const std::string&)>& on_message) {
-  const std::string& dir = options.checkpoint_dir;
-  if (!options.resume) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec || !fs::is_directory(dir)) {
-      throw IoError("--checkpoint-dir: cannot create folder " + dir + ": " + ec.message());
-    }
-    const std::string existing = newest_checkpoint(dir);
-    if (!existing.empty()) {
-      throw UsageError("--checkpoint-dir: " + dir + " already holds checkpoints (" + existing +
-                       "); pass --resume to continue that run, or choose an empty folder");
-    }
-    return 0;
-  }
-  const std::string path = newest_checkpoint(dir);
-  if (path.empty()) {
-    throw UsageError("--resume: no checkpoint-epoch-*.safetensors found in " + dir);
-  }
-  const SafeTensors st = read_safetensors_file(path);
+namespace {
+
+// Restores the run from the checkpoint st read from path; returns its epoch.
+std::size_t resume_from(const std::string& path, const SafeTensors& st, const TrainOptions& options,
+                        Network<float>& net, Optimizer& optimizer, TrainState& state,
+                        const std::function<void(const std::string&)>& on_message) {
   auto meta = [&](const std::string& key) -> std::string {
     auto it = st.metadata.find(key);
     if (it == st.metadata.end()) {
@@ -220,6 +240,50 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
                std::to_string(options.epochs) + ")");
   }
   return state.epoch;
+}
+
+}  // namespace
+
+std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net,
+                                Optimizer& optimizer, TrainState& state,
+                                const std::function<void(const std::string&)>& on_message) {
+  const std::string& dir = options.checkpoint_dir;
+  if (!options.resume) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) {
+      throw IoError("--checkpoint-dir: cannot create folder " + dir + ": " + ec.message());
+    }
+    remove_leftover_temporaries(dir, on_message);
+    const std::vector<std::string> existing = checkpoints_newest_first(dir);
+    if (!existing.empty()) {
+      throw UsageError("--checkpoint-dir: " + dir + " already holds checkpoints (" +
+                       existing.front() +
+                       "); pass --resume to continue that run, or choose an empty folder");
+    }
+    return 0;
+  }
+  remove_leftover_temporaries(dir, on_message);
+  const std::vector<std::string> paths = checkpoints_newest_first(dir);
+  if (paths.empty()) {
+    throw UsageError("--resume: no checkpoint-epoch-*.safetensors found in " + dir);
+  }
+  // A damaged file (cut short by a power cut, overwritten) falls back to the next older one;
+  // a readable checkpoint whose content is wrong, or is for other settings, stops the run.
+  for (std::size_t i = 0;; ++i) {
+    SafeTensors st;
+    try {
+      st = read_safetensors_file(paths[i]);
+    } catch (const Error& e) {
+      if (i + 1 == paths.size()) throw;
+      if (on_message) {
+        on_message("warning: " + std::string(e.what()) +
+                   "; resuming from the previous checkpoint, " + paths[i + 1]);
+      }
+      continue;
+    }
+    return resume_from(paths[i], st, options, net, optimizer, state, on_message);
+  }
 }
 
 }  // namespace nanomlp

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -22,6 +23,7 @@
 #include "nanomlp/json_input.hpp"
 
 namespace nanomlp {
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -238,6 +240,17 @@ void write_bytes_atomic(const std::string& path, const void* data, std::size_t s
   if (err != 0) {
     std::remove(tmp.c_str());
     throw IoError(io_message("write", path, err));
+  }
+  // And the folder after the rename, so that a power cut keeps the new name (POSIX leaves the
+  // directory entry in the page cache until then). A folder that cannot be opened for reading
+  // still holds the file: nothing more to do.
+  const std::string dir = fs::path(path).parent_path().empty()
+                              ? std::string(".")
+                              : fs::path(path).parent_path().string();
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
   }
 }
 

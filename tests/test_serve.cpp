@@ -131,6 +131,8 @@ class ServerProcess {
   }
 
   const std::string& stdout_text() const { return out_; }
+  // Reads whatever more stdout has within timeout_ms.
+  void poll_output(int timeout_ms) { read_some(timeout_ms); }
   std::string log() const {
     const auto bytes = read_bytes(log_path_);
     return std::string(bytes.begin(), bytes.end());
@@ -637,6 +639,31 @@ TEST(Serve, ConcurrentClientsGetTheSingleThreadedAnswers) {
   // 100 + 400 predictions, each with its log line.
   const std::string log = server.log();
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), kImages + kClients * kRequestsEach) << log;
+}
+
+// Loopback is the default and says nothing more; any other --host names what was really bound
+// and that other machines can reach it.
+TEST(Serve, ANonLoopbackHostPrintsAWarningNamingTheBoundAddress) {
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  {
+    ServerProcess local(model, dir.file("local.log"));
+    ASSERT_GT(local.port(), 0) << local.stdout_text() << local.log();
+    EXPECT_THAT(local.stdout_text(), Not(HasSubstr("warning")));
+  }
+  ServerProcess open(model, dir.file("open.log"), {"--host", "0.0.0.0"});
+  ASSERT_GT(open.port(), 0) << open.stdout_text() << open.log();
+  // The warning follows the URL line; give it a moment to arrive.
+  for (int i = 0; i < 50 && open.stdout_text().find("warning") == std::string::npos; ++i) {
+    open.poll_output(100);
+  }
+  EXPECT_THAT(open.stdout_text(),
+              HasSubstr("warning: bound to 0.0.0.0 port " + std::to_string(open.port()) +
+                        " (every network address of this machine)"));
+  auto c = client(open.port());
+  const auto res = c->Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
 }
 
 TEST(Serve, StartupErrorsAreOneLine) {

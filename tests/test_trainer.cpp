@@ -3,6 +3,7 @@
 // resume failures, divergence and label smoothing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -26,6 +27,7 @@ namespace {
 using testing::blob_digits;
 using ::testing::HasSubstr;
 using testing::message_of;
+using ::testing::Not;
 using testing::read_bytes;
 using testing::TempDir;
 using testing::write_bytes;
@@ -507,6 +509,7 @@ TEST_F(TrainerTest, ResumeWithoutCheckpointDirIsAUsageError) {
 TEST_F(TrainerTest, ResumeFromAGarbageCheckpointIsAModelFormatErrorNamingTheFile) {
   TempDir dir;
   const std::string path = two_epochs_into(dir);
+  std::filesystem::remove(dir.file(checkpoint_name(1)));  // no older one to fall back to
   std::vector<unsigned char> garbage(4096);
   for (std::size_t i = 0; i < garbage.size(); ++i) {
     garbage[i] = static_cast<unsigned char>(i * 37 + 11);
@@ -523,6 +526,7 @@ TEST_F(TrainerTest, ResumeFromAGarbageCheckpointIsAModelFormatErrorNamingTheFile
 TEST_F(TrainerTest, ResumeFromATruncatedCheckpointIsAModelFormatErrorNamingTheFile) {
   TempDir dir;
   const std::string path = two_epochs_into(dir);
+  std::filesystem::remove(dir.file(checkpoint_name(1)));  // no older one to fall back to
   std::vector<unsigned char> bytes = read_bytes(path);
   ASSERT_GT(bytes.size(), 1000u);
   bytes.resize(bytes.size() / 2);
@@ -531,6 +535,71 @@ TEST_F(TrainerTest, ResumeFromATruncatedCheckpointIsAModelFormatErrorNamingTheFi
   const std::string msg =
       message_of<ModelFormatError>([&] { train(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(path));
+}
+
+// A power cut during the newest checkpoint's write (or any damage to it) falls back, with a
+// warning, to the previous complete checkpoint, and the resumed model is still byte-identical
+// to an uninterrupted run's.
+TEST_F(TrainerTest, ResumeFromADamagedNewestCheckpointFallsBackToThePreviousOne) {
+  TempDir dir_a, dir_b;
+  TrainOptions o = options(3);
+  Network<float> net_a(arch());
+  o.checkpoint_dir = dir_a.path().string();
+  train(net_a, data(), o);
+  o.checkpoint_dir = dir_b.path().string();
+  {
+    Network<float> net_b(arch());
+    train(net_b, data(), o);
+  }
+  const std::string newest = dir_b.file(checkpoint_name(3));
+  std::vector<unsigned char> bytes = read_bytes(newest);
+  bytes.resize(bytes.size() / 3);
+  write_bytes(newest, bytes);
+
+  o.resume = true;
+  std::vector<std::string> messages;
+  TrainCallbacks cb;
+  cb.on_message = [&](const std::string& m) { messages.push_back(m); };
+  Network<float> resumed(arch());
+  const TrainResult r = train(resumed, data(), o, cb);
+  EXPECT_EQ(r.resumed_from_epoch, 2u);
+  EXPECT_TRUE(model_bytes(resumed) == model_bytes(net_a));
+  ASSERT_FALSE(messages.empty());
+  EXPECT_THAT(messages.front(), HasSubstr("warning: " + newest));
+  EXPECT_THAT(messages.front(), HasSubstr("resuming from the previous checkpoint, " +
+                                          dir_b.file(checkpoint_name(2))));
+}
+
+// A checkpoint write killed before its rename leaves NAME.tmp.PID; the next run removes the ones
+// whose process is gone (and keeps a live process's).
+TEST_F(TrainerTest, LeftoverTemporaryFilesOfDeadProcessesAreRemovedAtStart) {
+  TempDir dir;
+  const std::string path = two_epochs_into(dir);
+  const std::string dead = path + ".tmp.999999999";  // above any Linux pid_max
+  const std::string live = path + ".tmp." + std::to_string(::getppid());
+  write_bytes(dead, std::vector<unsigned char>(100, 7));
+  write_bytes(live, std::vector<unsigned char>(100, 7));
+  std::vector<std::string> messages;
+  TrainCallbacks cb;
+  cb.on_message = [&](const std::string& m) { messages.push_back(m); };
+  Network<float> net(arch());
+  train(net, data(), resume_options(dir), cb);
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  ASSERT_FALSE(messages.empty());
+  EXPECT_THAT(messages.front(), HasSubstr("removed " + dead));
+}
+
+TEST_F(TrainerTest, ACheckpointNameWhoseEpochDoesNotFitIsAUsageError) {
+  TempDir dir;
+  two_epochs_into(dir);
+  const std::string odd = "checkpoint-epoch-99999999999999999999.safetensors";
+  write_bytes(dir.file(odd), std::vector<unsigned char>(8, 0));
+  Network<float> net(arch());
+  const std::string msg = message_of<UsageError>([&] { train(net, data(), resume_options(dir)); });
+  EXPECT_THAT(msg, HasSubstr(odd));
+  EXPECT_THAT(msg, HasSubstr("more than 9 digits"));
+  EXPECT_THAT(msg, Not(HasSubstr("stol")));
 }
 
 TEST_F(TrainerTest, ResumeFromAModelFileIsAModelFormatError) {

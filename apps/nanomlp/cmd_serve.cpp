@@ -31,9 +31,19 @@ extern "C" void on_stop_signal(int sig) {
   errno = saved;
 }
 
+// Anything but a loopback address opens the page and the API to other machines: say which
+// address was really bound. Empty for loopback.
+std::string exposure_warning(const std::string& host, int port) {
+  if (host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0) return "";
+  const bool every = host == "0.0.0.0" || host == "::";
+  return "warning: bound to " + host + " port " + std::to_string(port) + " (" +
+         (every ? "every network address of this machine" : "a network address") +
+         "): other machines can reach the page and the API; --host 127.0.0.1 keeps it local";
+}
+
 int run_serve(const ServeOptions& options) {
-  ModelServer server(options);  // loads the model: IoError, ModelFormatError
-  server.bind();                // Error naming the port
+  ModelServer server(options);     // loads the model: IoError, ModelFormatError
+  const int port = server.bind();  // Error naming the port
 
   if (::pipe(stop_pipe) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
   struct sigaction action {};
@@ -46,6 +56,9 @@ int run_serve(const ServeOptions& options) {
 
   std::cout << "nanomlp serve: " << server.model_description() << "\n"
             << "nanomlp serve: listening on " << server.url() << " (Ctrl-C to stop)" << std::endl;
+  if (const std::string warning = exposure_warning(options.host, port); !warning.empty()) {
+    std::cout << "nanomlp serve: " << warning << std::endl;
+  }
 
   std::atomic<int> received{0};  // the signal; -1 when run() ended by itself
   std::atomic<bool> finished{false};

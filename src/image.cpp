@@ -13,6 +13,7 @@
 #include <numeric>
 #include <string_view>
 
+#include "image_codecs.hpp"
 #include "nanomlp/errors.hpp"
 #include "nanomlp/kernels.hpp"
 
@@ -30,15 +31,6 @@ std::string size_str(std::size_t w, std::size_t h) {
   return std::to_string(w) + "x" + std::to_string(h);
 }
 
-void check_dimensions(const std::string& source, std::size_t w, std::size_t h) {
-  if (w == 0 || h == 0) fail(source, "image has zero size (" + size_str(w, h) + ")");
-  if (w > kMaxImagePixels || h > kMaxImagePixels / w) {
-    fail(source, "image too large (" + size_str(w, h) + ", at most " +
-                     std::to_string(kMaxImagePixels >> 20) + " Mpixel)");
-  }
-}
-
-// ITU-R BT.601 luminance, rounded.
 std::uint8_t luminance(unsigned r, unsigned g, unsigned b) {
   return static_cast<std::uint8_t>((299 * r + 587 * g + 114 * b + 500) / 1000);
 }
@@ -81,8 +73,8 @@ GreyImage to_grey(const std::uint8_t* samples, std::size_t w, std::size_t h, int
 
 class PnmReader {
  public:
-  PnmReader(std::span<const std::uint8_t> bytes, const std::string& source)
-      : b_(bytes), source_(source) {}
+  PnmReader(std::span<const std::uint8_t> bytes, const std::string& source, std::size_t max_pixels)
+      : b_(bytes), source_(source), max_pixels_(max_pixels) {}
 
   GreyImage read() {
     const char kind = static_cast<char>(b_[1]);
@@ -92,12 +84,12 @@ class PnmReader {
     const std::size_t w = header_int("width");
     const std::size_t h = header_int("height");
     const std::size_t maxval = header_int("maxval");
-    check_dimensions(source_, w, h);
+    codecs::check_dimensions(source_, w, h, max_pixels_);
     if (maxval == 0 || maxval > 65535) {
       fail(source_, "PNM maxval " + std::to_string(maxval) + " out of range (expected 1..65535)");
     }
     const std::size_t n = w * h * static_cast<std::size_t>(channels);
-    std::vector<std::uint8_t> samples(n);
+    std::vector<std::uint8_t> samples;  // (h, w * channels), sized once the file can fill it
     auto scale = [&](std::size_t v) {
       if (v > maxval) {
         fail(source_,
@@ -105,7 +97,15 @@ class PnmReader {
       }
       return static_cast<std::uint8_t>((v * 255 + maxval / 2) / maxval);
     };
+    // Every ASCII sample takes a digit and a separator: a 19-byte header that declares
+    // 8192x8192 pixels is refused before 200 MB are allocated for them.
+    if (ascii && (b_.size() - pos_ + 1) / 2 < n) {
+      fail(source_, "truncated PNM: " + std::to_string(n) + " samples need at least " +
+                        std::to_string(2 * n - 1) + " bytes, the file has " +
+                        std::to_string(b_.size() - pos_) + " after its header");
+    }
     if (ascii) {
+      samples.resize(n);
       for (std::size_t i = 0; i < n; ++i) {
         skip_space_and_comments();
         if (pos_ >= b_.size()) {
@@ -126,6 +126,7 @@ class PnmReader {
                           " bytes of pixel data, found " + std::to_string(have));
       }
       const std::uint8_t* p = b_.data() + pos_;
+      samples.resize(n);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t v =
             bytes_per_sample == 2 ? (std::size_t{p[2 * i]} << 8) | p[2 * i + 1] : std::size_t{p[i]};
@@ -174,12 +175,42 @@ class PnmReader {
 
   std::span<const std::uint8_t> b_;
   const std::string& source_;
+  std::size_t max_pixels_;
   std::size_t pos_ = 0;
 };
 
-// ---- PNG, JPEG, BMP, GIF through stb_image ------------------------------------------------
+// ---- BMP and GIF through stb_image --------------------------------------------------------
+// PNG and JPEG go to libpng and libjpeg-turbo (image_codecs.cpp). stb_image keeps the two
+// formats without a well-kept Debian decoder of their own; the header size is checked first.
 
-GreyImage decode_with_stb(std::span<const std::uint8_t> bytes, const std::string& source) {
+std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
+  return std::uint32_t{b[at]} | std::uint32_t{b[at + 1]} << 8 | std::uint32_t{b[at + 2]} << 16 |
+         std::uint32_t{b[at + 3]} << 24;
+}
+
+// An uncompressed BMP (BI_RGB or BI_BITFIELDS, Windows header of 40+ bytes) must hold its whole
+// raster: stb_image would decode a truncated one as a blank image, and a 284-byte file that
+// declares 8000x8000 pixels would cost a second and 279 MB before failing.
+void check_bmp_raster(std::span<const std::uint8_t> b, const std::string& source) {
+  if (b.size() < 34 || le32(b, 14) < 40) return;  // OS/2 headers: left to stb
+  const std::uint32_t compression = le32(b, 30);
+  if (compression != 0 && compression != 3) return;
+  const std::uint64_t offset = le32(b, 10);
+  const std::uint64_t w = le32(b, 18);
+  const auto h_signed = static_cast<std::int32_t>(le32(b, 22));
+  const std::uint64_t h = h_signed < 0 ? -static_cast<std::int64_t>(h_signed) : h_signed;
+  const std::uint64_t bpp = std::uint64_t{b[28]} | std::uint64_t{b[29]} << 8;
+  const std::uint64_t row = (w * bpp + 31) / 32 * 4;
+  const std::uint64_t need = offset + row * h;
+  if (w <= (std::uint64_t{1} << 31) && need > b.size()) {
+    fail(source, "truncated BMP: its header declares " + std::to_string(w) + "x" +
+                     std::to_string(h) + " pixels in " + std::to_string(need) +
+                     " bytes, the file has " + std::to_string(b.size()));
+  }
+}
+
+GreyImage decode_with_stb(std::span<const std::uint8_t> bytes, const std::string& source,
+                          std::size_t max_pixels) {
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) fail(source, "file too large");
   const int len = static_cast<int>(bytes.size());
   int w = 0;
@@ -194,12 +225,18 @@ GreyImage decode_with_stb(std::span<const std::uint8_t> bytes, const std::string
     fail(source, "cannot decode image (" + reason() + ")");
   }
   if (w <= 0 || h <= 0) fail(source, "image has zero size");
-  check_dimensions(source, static_cast<std::size_t>(w), static_cast<std::size_t>(h));
+  codecs::check_dimensions(source, static_cast<std::size_t>(w), static_cast<std::size_t>(h),
+                           max_pixels);
+  if (bytes[0] == 'B') check_bmp_raster(bytes, source);
   std::unique_ptr<stbi_uc, void (*)(void*)> data(
       stbi_load_from_memory(bytes.data(), len, &w, &h, &channels, 0), stbi_image_free);
   if (!data) fail(source, "cannot decode image, truncated or corrupt (" + reason() + ")");
   if (channels < 1 || channels > 4) fail(source, "unsupported channel count");
   return to_grey(data.get(), static_cast<std::size_t>(w), static_cast<std::size_t>(h), channels);
+}
+
+GreyImage to_grey(const codecs::RawImage& raw) {
+  return to_grey(raw.samples.data(), raw.width, raw.height, raw.channels);
 }
 
 bool starts_with(std::span<const std::uint8_t> b, std::string_view magic) {
@@ -252,18 +289,22 @@ std::vector<std::vector<Tap>> resample_weights(std::size_t src_len, std::size_t 
 
 }  // namespace
 
-GreyImage decode_grey_image(std::span<const std::uint8_t> bytes, const std::string& source) {
+GreyImage decode_grey_image(std::span<const std::uint8_t> bytes, const std::string& source,
+                            std::size_t max_pixels) {
   if (bytes.empty()) fail(source, "empty file (0 bytes), not an image");
   if (bytes.size() >= 2 && bytes[0] == 'P' &&
       (bytes[1] == '2' || bytes[1] == '3' || bytes[1] == '5' || bytes[1] == '6')) {
-    return PnmReader(bytes, source).read();
+    return PnmReader(bytes, source, max_pixels).read();
   }
   if (bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '1' || bytes[1] == '4')) {
     fail(source, "PBM bitmaps (P1, P4) are not supported; use PGM (P2, P5), PNG or JPEG");
   }
-  if (starts_with(bytes, "\x89PNG") || starts_with(bytes, "\xFF\xD8\xFF") ||
-      starts_with(bytes, "GIF8") || starts_with(bytes, "BM")) {
-    return decode_with_stb(bytes, source);
+  if (starts_with(bytes, "\x89PNG")) return to_grey(codecs::decode_png(bytes, source, max_pixels));
+  if (starts_with(bytes, "\xFF\xD8\xFF")) {
+    return to_grey(codecs::decode_jpeg(bytes, source, max_pixels));
+  }
+  if (starts_with(bytes, "GIF8") || starts_with(bytes, "BM")) {
+    return decode_with_stb(bytes, source, max_pixels);
   }
   fail(source, "not an image (expected PNG, JPEG, PGM/PPM, BMP or GIF)");
 }

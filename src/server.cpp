@@ -1,7 +1,6 @@
 #include "nanomlp/server.hpp"
 
-#include <httplib.h>        // declarations only: Debian's libcpp-httplib.so holds the code
-#include <stb/stb_image.h>  // stbi_info_from_memory: the image size before decoding
+#include <httplib.h>  // declarations only: Debian's libcpp-httplib.so holds the code
 #include <strings.h>
 #include <sys/socket.h>
 
@@ -165,17 +164,11 @@ thread_local std::optional<Clock::time_point> request_start;
 // Decodes and preprocesses an uploaded image exactly as `nanomlp predict` does.
 MnistImage image_from_upload(const std::string& body) {
   const auto* data = reinterpret_cast<const std::uint8_t*>(body.data());
-  int w = 0;
-  int h = 0;
-  int channels = 0;
-  if (body.size() <= static_cast<std::size_t>(INT_MAX) &&
-      stbi_info_from_memory(data, static_cast<int>(body.size()), &w, &h, &channels) != 0 &&
-      static_cast<std::size_t>(w) * static_cast<std::size_t>(h) > kMaxServedImagePixels) {
-    throw HttpError(413, "image too large: " + std::to_string(w) + "x" + std::to_string(h) +
-                             " pixels, at most " + std::to_string(kMaxServedImagePixels));
-  }
   try {
-    return preprocess_mnist(decode_grey_image({data, body.size()}, "image"));
+    // The decoder checks the declared size against the served limit before it decodes.
+    return preprocess_mnist(decode_grey_image({data, body.size()}, "image", kMaxServedImagePixels));
+  } catch (const ImageTooLargeError& e) {
+    throw HttpError(413, e.what());
   } catch (const DataError& e) {
     throw HttpError(422, e.what());
   }

@@ -320,6 +320,70 @@ TEST(Image, UnreadableFilesNameTheFile) {
               AllOf(HasSubstr(cut), HasSubstr("truncated or corrupt")));
 }
 
+// Inputs found by fuzzing and by hand (the hardening issue). Debian's stb_image read out of
+// bounds on the first JPEG and decoded the second from uninitialised memory; PNG and JPEG now
+// go to libpng and libjpeg-turbo, and every format checks its declared size before decoding.
+Bytes hex_bytes(const std::string& hex) {
+  Bytes out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+TEST(HostileImages, BrokenJpegsAreErrorsNotPictures) {
+  for (const std::string hex : {"ffd8ffc4b50000b6b6", "ffd8ffc0000b08001c001c01011100ffd9"}) {
+    const Bytes b = hex_bytes(hex);
+    EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(b, "x.jpg"); }),
+                HasSubstr("x.jpg: cannot decode JPEG, truncated or corrupt"))
+        << hex;
+  }
+  // A real JPEG cut short: libjpeg's "premature end of data" warning is an error here.
+  TempDir dir;
+  GreyImage img = canvas(64, 64, 0);
+  for (std::size_t i = 0; i < img.pixels.size(); ++i) {
+    img.pixels[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 24);
+  }
+  ASSERT_TRUE(write_jpg(dir.file("n.jpg"), img, 95));
+  Bytes bytes = testing::read_bytes(dir.file("n.jpg"));
+  bytes.resize(bytes.size() * 2 / 3);
+  EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(bytes, "cut.jpg"); }),
+              HasSubstr("cut.jpg: cannot decode JPEG"));
+}
+
+TEST(HostileImages, DeclaredSizesAreCheckedBeforeDecoding) {
+  // 19 bytes of ASCII PNM declaring 8192x8192: refused at once, whatever the cap.
+  const Bytes p3 = bytes_of("P3 8192 8192 255\n1 ");
+  EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(p3, "big.ppm"); }),
+              HasSubstr("big.ppm: truncated PNM"));
+  EXPECT_THAT(message_of<ImageTooLargeError>(
+                  [&] { decode_grey_image(p3, "big.ppm", std::size_t{1} << 24); }),
+              HasSubstr("big.ppm: image too large (8192x8192, at most 16777216 pixels)"));
+  // A BMP header of 8000x8000 pixels, 24 bits, uncompressed, in 284 bytes.
+  Bytes bmp(284, 0);
+  const auto put32 = [&](std::size_t at, std::uint32_t v) {
+    for (int k = 0; k < 4; ++k) bmp[at + k] = static_cast<std::uint8_t>(v >> (8 * k));
+  };
+  bmp[0] = 'B';
+  bmp[1] = 'M';
+  put32(2, 284);
+  put32(10, 54);
+  put32(14, 40);
+  put32(18, 8000);
+  put32(22, 8000);
+  bmp[26] = 1;
+  bmp[28] = 24;
+  EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(bmp, "t.bmp"); }),
+              HasSubstr("t.bmp: truncated BMP: its header declares 8000x8000 pixels"));
+  // A PNG that is nothing but a header claiming 20000x20000 pixels.
+  Bytes png = hex_bytes("89504e470d0a1a0a0000000d49484452");
+  for (int k = 0; k < 2; ++k) {
+    for (const std::uint8_t c : {0x00, 0x00, 0x4e, 0x20}) png.push_back(c);  // 20000
+  }
+  EXPECT_THAT(message_of<ImageTooLargeError>([&] { decode_grey_image(png, "h.png", 1u << 24); }),
+              HasSubstr("h.png: image too large (20000x20000"));
+}
+
 // ---- preprocessing ------------------------------------------------------------------------
 
 TEST(Preprocess, DarkOnLightAndLightOnDarkGiveTheSameDigit) {

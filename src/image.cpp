@@ -312,7 +312,20 @@ GreyImage decode_grey_image(std::span<const std::uint8_t> bytes, const std::stri
 GreyImage load_grey_image(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(path, "is a folder, not an image");
+  const fs::file_status status = fs::status(path, ec);
+  if (fs::is_directory(status)) fail(path, "is a folder, not an image");
+  // A device never ends (predict /dev/zero read 512 MiB before refusing); a regular file says
+  // its size up front. Pipes are read up to the limit.
+  if (fs::is_character_file(status) || fs::is_block_file(status)) {
+    fail(path, "is a device, not an image file");
+  }
+  if (fs::is_regular_file(status)) {
+    const std::uintmax_t size = fs::file_size(path, ec);
+    if (!ec && size > kMaxFileBytes) {
+      fail(path, "file too large (" + std::to_string(size >> 20) + " MiB, at most " +
+                     std::to_string(kMaxFileBytes >> 20) + " MiB)");
+    }
+  }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!file) fail(path, std::string("cannot open: ") + std::strerror(errno));
   std::vector<std::uint8_t> bytes;

@@ -303,6 +303,15 @@ TEST(Image, UnreadableFilesNameTheFile) {
 
   EXPECT_THAT(message_of<DataError>([&] { load_grey_image(dir.path().string()); }),
               AllOf(HasSubstr(dir.path().string()), HasSubstr("folder")));
+  // A device is refused before anything is read from it (it used to read 512 MiB of zeros).
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image("/dev/zero"); }),
+              HasSubstr("/dev/zero: is a device, not an image file"));
+  // A sparse file over the limit is refused from its size, without reading it.
+  const std::string huge = dir.file("huge.png");
+  write_bytes(huge, bytes_of("\x89PNG"));
+  std::filesystem::resize_file(huge, std::uintmax_t{600} << 20);
+  EXPECT_THAT(message_of<DataError>([&] { load_grey_image(huge); }),
+              AllOf(HasSubstr(huge), HasSubstr("file too large (600 MiB, at most 512 MiB)")));
 
   // A PNG cut in half.
   GreyImage img = canvas(64, 64, 0);

@@ -49,7 +49,7 @@ void Architecture::validate() const {
                      activation + "'");
   }
   if (!(dropout >= 0.0 && dropout < 1.0)) {
-    throw UsageError("--dropout: expected a probability in [0, 1), got " + std::to_string(dropout));
+    throw UsageError("--dropout: expected a probability in [0, 1), got " + format_number(dropout));
   }
   if (!(norm_std > 0.0) || !std::isfinite(norm_mean)) {
     throw UsageError("architecture: normalisation std must be positive");

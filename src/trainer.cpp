@@ -82,6 +82,7 @@ class BatchInput {
   SparseBatch sparse_x_;     // (B, D)
 };
 
+// A learning rate to suggest, to 6 significant digits (1e+06, 100000, 0.005).
 std::string format_lr(double lr) {
   std::ostringstream s;
   s << lr;
@@ -107,16 +108,34 @@ bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t 
   return static_cast<double>(nonzero) <= most * static_cast<double>(n);
 }
 
+namespace {
+
+// Range checks of one setting: the flag, then what it expects in words.
+void expect_finite_at_least(const char* flag, double value, double least, const char* expected) {
+  if (!(std::isfinite(value) && value >= least)) {
+    throw UsageError(std::string(flag) + ": expected " + expected + ", got " +
+                     format_number(value));
+  }
+}
+
+void expect_unit_interval(const char* flag, double value, bool open_right) {
+  // [0, 1) or (0, 1]; NaN fails both comparisons.
+  const bool ok = open_right ? (value >= 0.0 && value < 1.0) : (value > 0.0 && value <= 1.0);
+  if (!ok) {
+    throw UsageError(std::string(flag) + ": expected a value in " +
+                     (open_right ? "[0, 1)" : "(0, 1]") + ", got " + format_number(value));
+  }
+}
+
+}  // namespace
+
 void TrainOptions::validate(std::size_t train_count) const {
   if (epochs == 0) throw UsageError("--epochs: expected a positive integer, got 0");
   if (batch_size == 0) throw UsageError("--batch-size: expected a positive integer, got 0");
   if (!(schedule.base_lr > 0.0) || !std::isfinite(schedule.base_lr)) {
-    throw UsageError("--lr: expected a positive number, got " + format_lr(schedule.base_lr));
+    throw UsageError("--lr: expected a positive number, got " + format_number(schedule.base_lr));
   }
-  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
-    throw UsageError("--label-smoothing: expected a value in [0, 1), got " +
-                     format_lr(label_smoothing));
-  }
+  expect_unit_interval("--label-smoothing", label_smoothing, true);
   if (val_split >= train_count) {
     throw UsageError("--val-split: expected fewer than the " + std::to_string(train_count) +
                      " training images, got " + std::to_string(val_split));
@@ -124,13 +143,41 @@ void TrainOptions::validate(std::size_t train_count) const {
   if (early_stop > 0 && val_split == 0) {
     throw UsageError("--early-stop: needs a validation set (--val-split N)");
   }
-  if (optimizer.momentum < 0.0) throw UsageError("--momentum: expected >= 0");
+  // Optimizer settings. A negative weight decay stands for the optimizer's default
+  // (OptimizerConfig), so only NaN and infinities are refused here; the CLI refuses an explicit
+  // negative --weight-decay. A clip norm of 0 means no clipping.
+  expect_unit_interval("--momentum", optimizer.momentum, true);
   if (optimizer.nesterov && optimizer.momentum <= 0.0) {
     throw UsageError("--nesterov: needs --momentum > 0");
+  }
+  if (!std::isfinite(optimizer.weight_decay)) {
+    throw UsageError("--weight-decay: expected a finite number >= 0, got " +
+                     format_number(optimizer.weight_decay));
+  }
+  expect_finite_at_least("--clip-grad-norm", optimizer.clip_grad_norm, 0.0,
+                         "a finite positive number");
+  // No flags set these (PyTorch's defaults), but a caller of the library may.
+  expect_unit_interval("optimizer beta1", optimizer.beta1, true);
+  expect_unit_interval("optimizer beta2", optimizer.beta2, true);
+  expect_unit_interval("optimizer alpha", optimizer.alpha, true);
+  if (!(std::isfinite(optimizer.eps) && optimizer.eps > 0.0)) {
+    throw UsageError("optimizer eps: expected a finite positive number, got " +
+                     format_number(optimizer.eps));
   }
   make_optimizer(optimizer);                     // validates the name
   use_sparse_input(Dataset{}, sparse_input, 0);  // validates the mode
   validate_schedule(schedule);
+  // Schedule settings.
+  expect_unit_interval("--gamma", schedule.gamma, false);
+  if (schedule.step_epochs < 1) {
+    throw UsageError("--step-epochs: expected a positive integer, got " +
+                     std::to_string(schedule.step_epochs));
+  }
+  expect_finite_at_least("--min-lr", schedule.min_lr, 0.0, "a finite number >= 0");
+  if (schedule.warmup_steps < 0) {
+    throw UsageError("--warmup-epochs: expected >= 0, got " +
+                     std::to_string(schedule.warmup_steps) + " warm-up steps");
+  }
   if (resume && checkpoint_dir.empty()) {
     throw UsageError("--resume: needs --checkpoint-dir DIR");
   }
@@ -219,7 +266,6 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   options.validate(data.train.count);
   const Architecture& arch = net.architecture();
   const std::size_t K = arch.num_classes;
-  const std::size_t B = options.batch_size;
 
   TrainState state(options.seed);
   // The validation images are drawn once from the seeded generator, before any shuffle.
@@ -239,6 +285,10 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   // Every epoch shuffles this same base order, so an epoch's batches depend only on the
   // generator state, which a checkpoint restores: a resumed run sees the same batches.
   const std::vector<std::uint32_t> base_idx = train_idx;
+  // A batch larger than the training set is the whole set, one short batch per epoch (as a
+  // PyTorch DataLoader gives): the same steps, but buffers the set's size, not the flag's
+  // (--batch-size 999999999999 would otherwise end in std::bad_alloc).
+  const std::size_t B = std::min(options.batch_size, std::max<std::size_t>(1, n_train));
   const std::size_t steps_per_epoch = (n_train + B - 1) / B;
 
   ScheduleConfig schedule = options.schedule;

@@ -381,6 +381,132 @@ TEST_F(CliUsageError, UnknownDataset) {
   expect_usage_error("--dataset foo", {"--dataset", "foo"});
 }
 
+// --- numeric flags of train: ranges and combinations, checked before anything runs -------------
+
+// One rejected command line: the flags, then what its one error line must name (the flag, the
+// value given or the other flag of the combination).
+struct RejectedFlags {
+  const char* flags;
+  std::initializer_list<std::string> needles;
+};
+
+const RejectedFlags kRejectedFlags[] = {
+    // --lr: finite > 0
+    {"--lr nan", {"--lr", "nan"}},
+    {"--lr inf", {"--lr", "inf"}},
+    {"--lr 0", {"--lr", "got 0"}},
+    // --momentum: [0, 1)
+    {"--momentum 1.5", {"--momentum", "[0, 1)", "1.5"}},
+    {"--momentum 1", {"--momentum", "[0, 1)", "got 1"}},
+    {"--momentum -0.1", {"--momentum", "-0.1"}},
+    {"--momentum nan", {"--momentum", "nan"}},
+    // --weight-decay: finite >= 0
+    {"--weight-decay inf", {"--weight-decay", ">= 0", "inf"}},
+    {"--weight-decay -1", {"--weight-decay", ">= 0", "-1"}},
+    {"--weight-decay nan", {"--weight-decay", "nan"}},
+    // --clip-grad-norm: finite > 0
+    {"--clip-grad-norm nan", {"--clip-grad-norm", "positive", "nan"}},
+    {"--clip-grad-norm 0", {"--clip-grad-norm", "positive", "got 0"}},
+    {"--clip-grad-norm -1", {"--clip-grad-norm", "-1"}},
+    {"--clip-grad-norm inf", {"--clip-grad-norm", "inf"}},
+    // --gamma: (0, 1]
+    {"--schedule step --gamma nan", {"--gamma", "(0, 1]", "nan"}},
+    {"--schedule step --gamma 0", {"--gamma", "(0, 1]", "got 0"}},
+    {"--schedule step --gamma 1.5", {"--gamma", "1.5"}},
+    {"--schedule step --gamma -0.5", {"--gamma", "-0.5"}},
+    // --step-epochs: >= 1
+    {"--schedule step --step-epochs 0", {"--step-epochs", "positive", "got 0"}},
+    {"--schedule step --step-epochs -1", {"--step-epochs", "-1"}},
+    // --min-lr: finite >= 0
+    {"--schedule cosine --min-lr -1", {"--min-lr", ">= 0", "-1"}},
+    {"--schedule cosine --min-lr nan", {"--min-lr", "nan"}},
+    {"--schedule cosine --min-lr inf", {"--min-lr", "inf"}},
+    // --label-smoothing: [0, 1)
+    {"--label-smoothing 1", {"--label-smoothing", "[0, 1)", "got 1"}},
+    {"--label-smoothing -0.1", {"--label-smoothing", "-0.1"}},
+    {"--label-smoothing nan", {"--label-smoothing", "nan"}},
+    // --dropout: [0, 1)
+    {"--dropout 1", {"--dropout", "[0, 1)", "got 1"}},
+    {"--dropout -0.1", {"--dropout", "-0.1"}},
+    {"--dropout nan", {"--dropout", "nan"}},
+    // --warmup-epochs: finite, from 0 to --epochs
+    {"--schedule cosine --warmup-epochs -1", {"--warmup-epochs", "-1"}},
+    {"--schedule cosine --warmup-epochs nan", {"--warmup-epochs", "nan"}},
+    {"--schedule cosine --warmup-epochs inf", {"--warmup-epochs", "inf"}},
+    {"--schedule cosine --epochs 2 --warmup-epochs 3", {"--warmup-epochs", "--epochs", "got 3"}},
+    // --threads: >= 1 when given
+    {"--threads 0", {"--threads", "positive", "got 0"}},
+    {"--threads -1", {"--threads", "got -1"}},
+    // --epochs, --batch-size: >= 1
+    {"--epochs 0", {"--epochs", "got 0"}},
+    {"--batch-size 0", {"--batch-size", "got 0"}},
+    // flags the optimizer ignores
+    {"--optimizer adam --momentum 0.9", {"--momentum", "sgd and rmsprop", "--optimizer adam"}},
+    {"--optimizer adamw --momentum 0", {"--momentum", "--optimizer adamw"}},
+    {"--optimizer rmsprop --momentum 0.9 --nesterov", {"--nesterov", "--optimizer rmsprop"}},
+    {"--optimizer adam --nesterov", {"--nesterov", "--optimizer adam"}},
+    // flags the schedule ignores (given, or the preset's)
+    {"--schedule cosine --gamma 0.5", {"--gamma", "--schedule step", "--schedule cosine"}},
+    {"--gamma 0.5", {"--gamma", "--schedule cosine", "default preset"}},
+    {"--preset seed --step-epochs 2", {"--step-epochs", "--schedule constant", "seed preset"}},
+    {"--schedule step --min-lr 0.001", {"--min-lr", "--schedule cosine", "--schedule step"}},
+    {"--schedule onecycle --warmup-epochs 1", {"--warmup-epochs", "--schedule onecycle"}},
+    {"--preset seed --warmup-epochs 1", {"--warmup-epochs", "--schedule constant"}},
+    // a network that cannot fit in memory (1e14 parameters)
+    {"--hidden 9999999,9999999", {"--hidden", "bytes", "784-9999999-9999999-10"}},
+};
+
+// Every case fails with exit code 2 and one line before the data is read: the data folder
+// does not exist, so a check made after loading would fail with the data error (exit 1), one
+// missing altogether would too, and neither writes the model file.
+TEST(CliTrainFlags, RejectsEveryOutOfRangeValueAndIgnoredFlagBeforeLoadingData) {
+  TempDir dir;
+  const std::string missing_data = dir.file("no-such-data");
+  const std::string out = dir.file("model.safetensors");
+  // The baseline: without a bad flag the same command gets as far as the data.
+  const CommandResult control =
+      run_cli("train --data " + quote(missing_data) + " --out " + quote(out));
+  EXPECT_EQ(control.exit_code, 1) << control.output;
+  EXPECT_TRUE(contains(control.output, "no-such-data")) << control.output;
+  for (const RejectedFlags& c : kRejectedFlags) {
+    SCOPED_TRACE(std::string("flags: ") + c.flags);
+    const CommandResult r =
+        run_cli("train --data " + quote(missing_data) + " --out " + quote(out) + " " + c.flags);
+    expect_one_error_line(r, 2, c.needles);
+    expect_no_model(out);
+  }
+}
+
+// The edges of every range are accepted, and a preset's own values do not count as flags the
+// chosen optimizer or schedule ignores (the default preset's momentum 0.9 and warm-up ride along
+// with --optimizer adam and --schedule step). A batch larger than the training set is the whole
+// set (it used to end in std::bad_alloc).
+TEST(CliTrainFlags, AcceptsTheEdgesOfEveryRangeAndPresetValues) {
+  SyntheticData data;
+  const std::string out = data.out();
+  for (const char* flags :
+       {"--threads 1 --momentum 0 --weight-decay 0 --label-smoothing 0 --dropout 0 "
+        "--clip-grad-norm 1e-3 --schedule step --gamma 1 --step-epochs 1",
+        "--threads 2 --optimizer rmsprop --lr 1e-3 --momentum 0.5 --schedule cosine "
+        "--warmup-epochs 2 --min-lr 0",
+        "--threads 2 --optimizer sgd --momentum 0.9 --nesterov --schedule cosine "
+        "--warmup-epochs 0 --min-lr 1e-4",
+        "--threads 2 --optimizer adam --schedule step", "--threads 2 --preset seed --lr 0.05"}) {
+    SCOPED_TRACE(std::string("flags: ") + flags);
+    fs::remove(out);
+    const CommandResult r = run_cli(quick_train_args(data, out, flags));
+    EXPECT_EQ(r.exit_code, 0) << excerpt(r.output);
+    EXPECT_TRUE(fs::exists(out));
+  }
+  fs::remove(out);
+  const CommandResult r = run_cli("train --data " + quote(data.root) +
+                                  " --threads 2 --hidden 16 --epochs 1 --batch-size 999999999999 "
+                                  "--out " +
+                                  quote(out));
+  EXPECT_EQ(r.exit_code, 0) << excerpt(r.output);
+  EXPECT_TRUE(fs::exists(out));
+}
+
 TEST_F(CliUsageError, EvalWithoutModel) {
   expect_one_error_line(run_cli("eval --data " + quote(data_.root)), 2, {"--model"});
 }

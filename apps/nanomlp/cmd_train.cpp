@@ -1,9 +1,12 @@
 // nanomlp train: load the data, build the network, train, report, write the model.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -165,6 +168,108 @@ void print_epoch(const EpochRecord& r, std::size_t epochs) {
   std::cout << line << std::endl;
 }
 
+// Numeric flags whose explicit value the library cannot tell from a default: TrainOptions uses
+// a negative weight decay for "the optimizer's default", a clip norm of 0 for "no clipping" and
+// threads 0 for "all cores"; the warm-up is a CLI setting in epochs. The other ranges are
+// TrainOptions::validate's and Architecture::validate's.
+template <typename Given>
+void check_explicit_values(const Given& given, const TrainFlags& f, std::size_t epochs) {
+  if (given("--weight-decay") && !(std::isfinite(f.weight_decay) && f.weight_decay >= 0.0)) {
+    throw UsageError("--weight-decay: expected a finite number >= 0, got " +
+                     format_number(f.weight_decay));
+  }
+  if (given("--clip-grad-norm") && !(std::isfinite(f.clip_grad_norm) && f.clip_grad_norm > 0.0)) {
+    throw UsageError("--clip-grad-norm: expected a finite positive number, got " +
+                     format_number(f.clip_grad_norm));
+  }
+  if (given("--warmup-epochs") &&
+      !(f.warmup_epochs >= 0.0 && f.warmup_epochs <= static_cast<double>(epochs))) {
+    throw UsageError("--warmup-epochs: expected a number of epochs from 0 to the run's " +
+                     std::to_string(epochs) + " (--epochs), got " + format_number(f.warmup_epochs));
+  }
+  if (given("--threads") && f.threads < 1) {
+    throw UsageError("--threads: expected a positive integer (leave it out for all cores), got " +
+                     std::to_string(f.threads));
+  }
+}
+
+// A flag the chosen optimizer or schedule would ignore is a mistake, not a no-op. Only flags
+// given on the command line count: a preset's values (momentum 0.9, a one-epoch warm-up) ride
+// along unused when --optimizer or --schedule picks one that has no use for them.
+template <typename Given>
+void check_flag_combinations(const Given& given, const TrainFlags& f, const TrainOptions& opt) {
+  const std::string& optimizer = opt.optimizer.name;
+  auto optimizer_rule = [&](const char* flag, std::initializer_list<const char*> users,
+                            const char* users_text) {
+    if (!given(flag)) return;
+    for (const char* u : users) {
+      if (optimizer == u) return;
+    }
+    throw UsageError(std::string(flag) + " applies to " + users_text + " only (got --optimizer " +
+                     optimizer + ")");
+  };
+  optimizer_rule("--momentum", {"sgd", "rmsprop"}, "sgd and rmsprop");
+  optimizer_rule("--nesterov", {"sgd"}, "sgd");
+
+  const std::string& schedule = opt.schedule.name;
+  const std::string origin =
+      given("--schedule")
+          ? ""
+          : ", the " + (f.preset.empty() ? std::string("default") : f.preset) + " preset's";
+  auto schedule_rule = [&](const char* flag, const char* user) {
+    if (!given(flag) || schedule == user) return;
+    throw UsageError(std::string(flag) + " applies to --schedule " + user +
+                     " only (got --schedule " + schedule + origin + ")");
+  };
+  schedule_rule("--gamma", "step");
+  schedule_rule("--step-epochs", "step");
+  schedule_rule("--min-lr", "cosine");
+  schedule_rule("--warmup-epochs", "cosine");
+}
+
+// Refuses, before anything is allocated, a network whose parameters cannot fit in memory
+// (`--hidden 9999999` otherwise ends in std::bad_alloc). The estimate counts the parameters
+// (Network::num_params: weights, biases, batch-norm scales and shifts), their gradients and the
+// optimizer's state (sgd: a momentum buffer if momentum > 0; rmsprop: the square average, plus
+// a momentum buffer; adam, adamw: two moments), 4-byte floats each, and refuses more than half
+// of the physical memory (sysconf). It leaves out the batch's activations and the data, so it
+// only refuses the hopeless. Counted in double, so that no width overflows it.
+void check_network_fits(const Architecture& arch, const OptimizerConfig& optimizer) {
+  double params = 0;
+  double in = static_cast<double>(arch.input_dim);
+  std::string shape = std::to_string(arch.input_dim);
+  for (std::size_t h : arch.hidden) {
+    const double width = static_cast<double>(h);
+    params += in * width + width + (arch.batch_norm ? 2 * width : 0);
+    in = width;
+    shape += "-" + std::to_string(h);
+  }
+  params += in * static_cast<double>(arch.num_classes) + static_cast<double>(arch.num_classes);
+  shape += "-" + std::to_string(arch.num_classes);
+  const bool momentum = optimizer.momentum > 0;
+  double slots = 0;
+  if (optimizer.name == "sgd") slots = momentum ? 1 : 0;
+  if (optimizer.name == "rmsprop") slots = momentum ? 2 : 1;
+  if (optimizer.name == "adam" || optimizer.name == "adamw") slots = 2;
+  const double bytes = params * (2 + slots) * sizeof(float);
+
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return;  // unknown: let the allocation decide
+  const double memory = static_cast<double>(pages) * static_cast<double>(page_size);
+  if (bytes <= memory / 2) return;
+  auto show = [](double n) {
+    if (n < 1e18) return with_thousands(static_cast<std::size_t>(n));
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", n);
+    return std::string(buf);
+  };
+  throw UsageError("--hidden: a " + shape + " network needs " + show(bytes) +
+                   " bytes for its parameters, gradients and " + optimizer.name +
+                   " state, more than half of this machine's " + show(memory) +
+                   " bytes of memory; expected smaller or fewer hidden layers");
+}
+
 int run_train(CLI::App& app, const TrainFlags& f) {
   const auto t_start = std::chrono::steady_clock::now();
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
@@ -189,6 +294,11 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   if (given("--lr")) opt.schedule.base_lr = f.lr;
   if (given("--momentum")) opt.optimizer.momentum = f.momentum;
   if (given("--nesterov")) opt.optimizer.nesterov = f.nesterov;
+  // An explicit --momentum 0 turns off the preset's Nesterov momentum with it, instead of
+  // failing on a --nesterov the user never gave.
+  if (given("--momentum") && f.momentum == 0 && !given("--nesterov")) {
+    opt.optimizer.nesterov = false;
+  }
   if (given("--weight-decay")) opt.optimizer.weight_decay = f.weight_decay;
   if (given("--clip-grad-norm")) opt.optimizer.clip_grad_norm = f.clip_grad_norm;
   if (given("--schedule")) opt.schedule.name = f.schedule;
@@ -205,9 +315,14 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.sparse_input = f.sparse_input;
   arch.dataset = f.dataset;
 
-  // Everything that can be checked without the data is checked before loading it.
+  // Everything that can be checked without the data is checked before loading it: every
+  // numeric flag against its range, flags the optimizer or schedule would ignore, the memory
+  // the network needs, the output paths.
+  check_explicit_values(given, f, opt.epochs);
   arch.validate();
   opt.validate(std::numeric_limits<std::size_t>::max());
+  check_flag_combinations(given, f, opt);
+  check_network_fits(arch, opt.optimizer);
   check_output_path("--out", f.out);
   if (!f.metrics_json.empty()) check_output_path("--metrics-json", f.metrics_json);
   if (!f.report.empty()) check_output_path("--report", f.report);
@@ -221,8 +336,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.validate(data.train.count);  // checks that need the data (--val-split), before any output
   // A preset's one-epoch warm-up is at most a tenth of a short run; an explicit flag is exact.
   warmup_epochs = std::min(warmup_epochs, static_cast<double>(opt.epochs) / 10.0);
-  if (given("--warmup-epochs")) warmup_epochs = f.warmup_epochs;
-  if (warmup_epochs < 0) throw UsageError("--warmup-epochs: expected >= 0");
+  if (given("--warmup-epochs")) warmup_epochs = f.warmup_epochs;  // checked before loading
   {
     const std::size_t steps_per_epoch =
         (data.train.count - opt.val_split + opt.batch_size - 1) / opt.batch_size;

@@ -2,6 +2,7 @@
 // found, so that the CLI can print it as one line and exit (2 for usage, 1 otherwise).
 #pragma once
 
+#include <charconv>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,6 +49,15 @@ inline std::string join_names(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
   return out;
+}
+
+// How error messages show a number a flag was given: the shortest text that reads back as the
+// same double ("1.5", "0.9999999", "1e-09", "nan", "inf"), so that a value just outside a range
+// is never shown rounded onto its bound.
+inline std::string format_number(double value) {
+  char buf[64];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, result.ptr);
 }
 
 }  // namespace nanomlp

@@ -477,6 +477,22 @@ TEST(CliTrainFlags, RejectsEveryOutOfRangeValueAndIgnoredFlagBeforeLoadingData) 
   }
 }
 
+// An output that cannot be written is reported before the data is read, not after training:
+// /sys refuses new files even to root.
+TEST(CliTrainFlags, UnwritableOutputsAreRefusedBeforeLoadingData) {
+  TempDir dir;
+  const std::string missing_data = dir.file("no-such-data");
+  const std::string good = dir.file("model.safetensors");
+  for (const std::string flag : {"--out", "--metrics-json", "--report"}) {
+    SCOPED_TRACE(flag);
+    const std::string args = flag == "--out" ? " --out /sys/model.safetensors"
+                                             : " --out " + quote(good) + " " + flag + " /sys/x";
+    const CommandResult r = run_cli("train --data " + quote(missing_data) + args);
+    expect_one_error_line(r, 1, {flag + ": cannot write /sys/", "(folder /sys)"});
+    expect_no_model(good);
+  }
+}
+
 // The edges of every range are accepted, and a preset's own values do not count as flags the
 // chosen optimizer or schedule ignores (the default preset's momentum 0.9 and warm-up ride along
 // with --optimizer adam and --schedule step). A batch larger than the training set is the whole

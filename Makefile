@@ -30,7 +30,9 @@ configure: deps
 build: configure
 	cmake --build --preset release -j $(JOBS)
 
-run: build
+# make run builds the library and the binary only, not the tests and benchmarks.
+run: configure
+	cmake --build --preset release -j $(JOBS) --target nanomlp
 	@test -e "$(DATA)/mnist/train-images-idx3-ubyte.gz" || test -e "$(DATA)/mnist/train-images-idx3-ubyte" \
 	  || ./build/nanomlp download mnist --data "$(DATA)"
 	./build/nanomlp train --data "$(DATA)" $(RUN_ARGS)

@@ -354,6 +354,14 @@ const std::vector<FileSpec>& dataset_files(const std::string& name) {
   throw_unknown(name);
 }
 
+namespace {
+std::string files_list(const std::vector<FileSpec>& files) {
+  std::string out;
+  for (const FileSpec& f : files) out += (out.empty() ? "" : ", ") + f.name;
+  return out;
+}
+}  // namespace
+
 std::vector<std::string> default_mirrors(const std::string& name) {
   if (name == "mnist") {
     return {"https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -432,6 +440,7 @@ DownloadReport download_dataset(const std::string& root, const std::string& name
   const fs::path dir = fs::path(root) / name;
   report.dir = dir.string();
   std::error_code ec;
+  const bool created = !fs::exists(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) throw IoError("cannot create folder " + dir.string() + ": " + ec.message());
   if (!fs::is_directory(dir, ec)) {
@@ -513,6 +522,12 @@ DownloadReport download_dataset(const std::string& root, const std::string& name
         msg += (i ? "; " : "") + fr.failures[i].mirror + " (" + fr.failures[i].error + ")";
       }
       if (fr.replaced_corrupt) msg += "; the existing " + fr.path + " has the wrong md5";
+      msg += ". Offline? Copy the " + std::to_string(files.size()) + " files (" +
+             files_list(files) + ") into " + dir.string() +
+             ", point --data (make: DATA=) at a folder that holds " + name +
+             "/, or pass --mirror URL";
+      // A folder made for this download and still empty is not left behind.
+      if (created && report.files.empty()) fs::remove(dir, ec);
       throw DataError(msg);
     }
     // Mirrors that could not be reached go last for the remaining files.

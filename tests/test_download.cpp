@@ -522,6 +522,12 @@ TEST(Download, EveryMirrorFailingNamesEachMirrorAndWhatItGave) {
   EXPECT_THAT(msg, HasSubstr(dead + " (connection refused)"));
   EXPECT_THAT(msg, Not(HasSubstr("\n")));
   EXPECT_TRUE(listing(tmp.path() / "mnist").empty());
+  // Offline, the message says what to do, and the folder made for the download is gone.
+  EXPECT_THAT(msg, HasSubstr("Offline? Copy the 4 files (train-images-idx3-ubyte.gz, "));
+  EXPECT_THAT(msg, HasSubstr("into " + (tmp.path() / "mnist").string()));
+  EXPECT_THAT(msg, HasSubstr("DATA="));
+  EXPECT_THAT(msg, HasSubstr("--mirror URL"));
+  EXPECT_FALSE(fs::exists(tmp.path() / "mnist"));
 }
 
 TEST(Download, CannotCreateFolder) {

@@ -121,6 +121,50 @@ void copy_into(const TensorEntry* t, Matrix& dst, const std::string& name,
   std::copy(v.begin(), v.end(), dst.data());
 }
 
+// The settings the checkpoint was written with against this run's, field by field. Every field
+// that changes the weights must match; only --epochs may grow, which extends a run (finished or
+// not) with the schedule recomputed for the new length.
+void check_same_settings(const std::string& path, const std::string& stored,
+                         const TrainOptions& options,
+                         const std::function<void(const std::string&)>& on_message) {
+  nlohmann::json was;
+  try {
+    was = parse_untrusted_json(stored);
+  } catch (const JsonInputError& e) {
+    throw ModelFormatError(path + ": corrupt checkpoint metadata: options: " + e.what());
+  }
+  const nlohmann::json now = nlohmann::json::parse(options.to_json());
+  // A value as the user would type it; a structured one (a damaged file) by its size.
+  const auto shown = [](const nlohmann::json& v) {
+    return v.is_primitive()
+               ? printable(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40)
+               : describe_json(v);
+  };
+  std::string differences;
+  std::size_t epochs_before = 0;
+  for (const auto& [key, value] : now.items()) {
+    const auto it = was.find(key);
+    if (it != was.end() && *it == value) continue;
+    if (key == "epochs" && it != was.end() && it->is_number_unsigned() &&
+        value.get<std::size_t>() > it->get<std::size_t>()) {
+      epochs_before = it->get<std::size_t>();
+      continue;
+    }
+    differences += (differences.empty() ? "" : ", ") + key + " " +
+                   (it == was.end() ? "(absent)" : shown(*it)) + " -> " + shown(value);
+  }
+  if (!differences.empty()) {
+    throw UsageError("--resume: checkpoint " + path +
+                     " was written with different training settings (checkpoint -> this run: " +
+                     differences + "); only --epochs may change, to extend the run");
+  }
+  if (epochs_before > 0 && on_message) {
+    on_message("extending the run from " + std::to_string(epochs_before) + " to " +
+               std::to_string(options.epochs) + " epochs (the schedule is recomputed for " +
+               std::to_string(options.epochs) + ")");
+  }
+}
+
 }  // namespace
 
 void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
@@ -179,10 +223,7 @@ std::size_t resume_from(const std::string& path, const SafeTensors& st, const Tr
     throw UsageError("--resume: checkpoint " + path + " is for a different architecture (" +
                      arch.describe() + "), this run is " + net.architecture().describe());
   }
-  if (meta("options") != options.to_json()) {
-    throw UsageError("--resume: checkpoint " + path +
-                     " was written with different training settings: " + meta("options"));
-  }
+  check_same_settings(path, meta("options"), options, on_message);
   try {
     SafeTensors model = st;
     model.tensors.clear();

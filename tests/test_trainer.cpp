@@ -708,6 +708,33 @@ TEST_F(TrainerTest, ResumeWithDifferentTrainingSettingsIsAUsageError) {
   const std::string msg = message_of<UsageError>([&] { train(net, data(), o); });
   EXPECT_THAT(msg, HasSubstr("different training settings"));
   EXPECT_THAT(msg, HasSubstr(path));
+  // It names the field that differs, with both values, and not the ones that match.
+  EXPECT_THAT(msg, HasSubstr("(checkpoint -> this run: lr "));
+  EXPECT_THAT(msg, HasSubstr(" -> 0.05)"));
+  EXPECT_THAT(msg, Not(HasSubstr("batch_size")));
+  // Fewer epochs than the checkpoint has is a difference too.
+  TrainOptions fewer = resume_options(dir);
+  fewer.epochs = 1;
+  EXPECT_THAT(message_of<UsageError>([&] { train(net, data(), fewer); }),
+              HasSubstr("epochs 2 -> 1"));
+}
+
+// Only --epochs changed, and grew: the run (here a finished one) goes on to the new length.
+TEST_F(TrainerTest, AFinishedRunCanBeExtendedWithMoreEpochs) {
+  TempDir dir;
+  two_epochs_into(dir);
+  TrainOptions o = resume_options(dir);
+  o.epochs = 4;
+  std::vector<std::string> messages;
+  TrainCallbacks cb;
+  cb.on_message = [&](const std::string& m) { messages.push_back(m); };
+  Network<float> net(arch());
+  const TrainResult r = train(net, data(), o, cb);
+  EXPECT_EQ(r.resumed_from_epoch, 2u);
+  EXPECT_EQ(r.epochs.size(), 4u);
+  EXPECT_TRUE(std::filesystem::exists(dir.file(checkpoint_name(4))));
+  ASSERT_FALSE(messages.empty());
+  EXPECT_THAT(messages.front(), HasSubstr("extending the run from 2 to 4 epochs"));
 }
 
 TEST_F(TrainerTest, ResumeWithADifferentScheduleSettingIsAUsageError) {

@@ -5,13 +5,18 @@
 #   make build  build only        make bench  run the benchmarks      make debug  ASan+UBSan build
 #   make tsan   ThreadSanitizer build, then the tests of the threaded code under it
 #   make bench-best  train the `best` recipe on MNIST and Fashion-MNIST and check its figures
+#   make fuzz   build the libFuzzer targets (clang, ASan+UBSan) and fuzz each for FUZZ_SECONDS
 # Data: DATA=DIR (or $NANOMLP_DATA); default ../shared/data when it exists, else ./data.
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= $(or $(NANOMLP_DATA),$(if $(wildcard ../shared/data/mnist),../shared/data,data))
 RUN_ARGS ?=
+# Seconds per fuzz target: `make fuzz` (a real session) and the short regression run of
+# `make test`.
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 15
 
-.PHONY: all deps deps-test deps-bench configure build run test bench bench-best debug tsan format clean
+.PHONY: all deps deps-test deps-bench configure build run test bench bench-best debug tsan fuzz format clean
 
 all: build
 
@@ -38,13 +43,20 @@ run: configure
 	./build/nanomlp train --data "$(DATA)" $(RUN_ARGS)
 
 # The suite runs twice: on the release build, and on a portable one (no -march=native) so that
-# the fallbacks of the AVX-512 kernels stay correct on every machine.
+# the fallbacks of the AVX-512 kernels stay correct on every machine. Then every fuzz target
+# replays its seeds (the regressions among them) and fuzzes for TEST_FUZZ_SECONDS.
 test: deps-test configure
 	cmake --build --preset release -j $(JOBS)
 	NANOMLP_DATA="$(abspath $(DATA))" ctest --preset release -j $(JOBS)
 	cmake --preset portable >/dev/null
 	cmake --build --preset portable -j $(JOBS)
 	NANOMLP_DATA="$(abspath $(DATA))" ctest --preset portable -j $(JOBS)
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) bash fuzz/run.sh
+
+# libFuzzer targets of fuzz/ (clang++, ASan and UBSan): each fuzzed for FUZZ_SECONDS on a copy
+# of its corpus in build-fuzz/; fails if any finds a crash (see fuzz/run.sh).
+fuzz: deps-test
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) bash fuzz/run.sh
 
 bench: deps-bench build
 	NANOMLP_DATA="$(abspath $(DATA))" bash bench/run.sh
@@ -67,4 +79,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf build build-debug build-tsan build-portable
+	rm -rf build build-debug build-tsan build-portable build-fuzz

@@ -9,7 +9,7 @@ packages=(g++ make cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-
           libbenchmark-dev)
 case "$level" in
   build) ;;
-  test) packages+=(chromium nodejs npm) ;;
+  test) packages+=(chromium nodejs npm clang libclang-rt-14-dev) ;;  # clang: fuzz/ (libFuzzer)
   bench) packages+=(python3 python3-numpy python3-torch) ;;
   *) echo "setup-deps.sh: unknown level '$level' (expected build, test or bench)" >&2; exit 2 ;;
 esac

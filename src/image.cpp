@@ -31,6 +31,7 @@ std::string size_str(std::size_t w, std::size_t h) {
   return std::to_string(w) + "x" + std::to_string(h);
 }
 
+// ITU-R BT.601 luminance, rounded.
 std::uint8_t luminance(unsigned r, unsigned g, unsigned b) {
   return static_cast<std::uint8_t>((299 * r + 587 * g + 114 * b + 500) / 1000);
 }

@@ -21,6 +21,11 @@ std::string size_str(std::size_t w, std::size_t h) {
   return std::to_string(w) + "x" + std::to_string(h);
 }
 
+// Whether a w x h image is non-empty and within max_pixels (no overflow: h is divided).
+bool fits(std::size_t w, std::size_t h, std::size_t max_pixels) {
+  return w > 0 && h > 0 && w <= max_pixels && h <= max_pixels / w;
+}
+
 // ---- libjpeg's error manager: its errors and corrupt-data warnings jump back to the decoder.
 
 struct JpegErrors {
@@ -59,7 +64,7 @@ std::string jpeg_decode_into(const std::uint8_t* data, std::size_t size, std::si
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
   const std::size_t w = cinfo.image_width, h = cinfo.image_height;
-  if (w == 0 || h == 0 || w > max_pixels || h > max_pixels / w) {
+  if (!fits(w, h, max_pixels)) {
     too_large = true;
     out.width = w;
     out.height = h;
@@ -87,7 +92,7 @@ std::string jpeg_decode_into(const std::uint8_t* data, std::size_t size, std::si
 void check_dimensions(const std::string& source, std::size_t w, std::size_t h,
                       std::size_t max_pixels) {
   if (w == 0 || h == 0) fail(source, "image has zero size (" + size_str(w, h) + ")");
-  if (w > max_pixels || h > max_pixels / w) {
+  if (!fits(w, h, max_pixels)) {
     throw ImageTooLargeError(source + ": image too large (" + size_str(w, h) + ", at most " +
                              std::to_string(max_pixels) + " pixels)");
   }
@@ -95,7 +100,9 @@ void check_dimensions(const std::string& source, std::size_t w, std::size_t h,
 
 RawImage decode_png(std::span<const std::uint8_t> bytes, const std::string& source,
                     std::size_t max_pixels) {
-  // The size from the IHDR chunk, which the PNG standard puts first, before libpng reads on.
+  // The size from the IHDR chunk, before libpng reads on (a header alone that claims
+  // 20000x20000 pixels is "too large", not "truncated"). The standard puts IHDR first and
+  // libpng refuses a file where it is not, so this is the only check needed.
   if (bytes.size() >= 24 && std::equal(bytes.begin() + 12, bytes.begin() + 16, "IHDR")) {
     const auto be32 = [&](std::size_t at) {
       return std::size_t{bytes[at]} << 24 | std::size_t{bytes[at + 1]} << 16 |
@@ -109,12 +116,6 @@ RawImage decode_png(std::span<const std::uint8_t> bytes, const std::string& sour
     const std::string why = image.message;
     png_image_free(&image);
     fail(source, "cannot decode PNG (" + why + ")");
-  }
-  try {
-    check_dimensions(source, image.width, image.height, max_pixels);
-  } catch (...) {
-    png_image_free(&image);
-    throw;
   }
   image.format = PNG_FORMAT_RGBA;  // 16-bit, palette and grey all become 8-bit RGBA
   RawImage out;

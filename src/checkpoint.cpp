@@ -295,17 +295,16 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
     if (ec || !fs::is_directory(dir)) {
       throw IoError("--checkpoint-dir: cannot create folder " + dir + ": " + ec.message());
     }
-    remove_leftover_temporaries(dir, on_message);
-    const std::vector<std::string> existing = checkpoints_newest_first(dir);
-    if (!existing.empty()) {
-      throw UsageError("--checkpoint-dir: " + dir + " already holds checkpoints (" +
-                       existing.front() +
+  }
+  remove_leftover_temporaries(dir, on_message);
+  const std::vector<std::string> paths = checkpoints_newest_first(dir);
+  if (!options.resume) {
+    if (!paths.empty()) {
+      throw UsageError("--checkpoint-dir: " + dir + " already holds checkpoints (" + paths.front() +
                        "); pass --resume to continue that run, or choose an empty folder");
     }
     return 0;
   }
-  remove_leftover_temporaries(dir, on_message);
-  const std::vector<std::string> paths = checkpoints_newest_first(dir);
   if (paths.empty()) {
     throw UsageError("--resume: no checkpoint-epoch-*.safetensors found in " + dir);
   }

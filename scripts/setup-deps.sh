@@ -5,7 +5,7 @@ set -euo pipefail
 
 level="${1:-build}"
 packages=(g++ make cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          libstb-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+          libstb-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libcpp-httplib-dev libgtest-dev libgmock-dev
           libbenchmark-dev)
 case "$level" in
   build) ;;

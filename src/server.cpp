@@ -1,24 +1,19 @@
 #include "nanomlp/server.hpp"
 
-#include <httplib.h>  // declarations only: Debian's libcpp-httplib.so holds the code
-#include <strings.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <semaphore>
 #include <utility>
 #include <vector>
 
+#include "http_server.hpp"
 #include "nanomlp/data.hpp"
 #include "nanomlp/json_input.hpp"
 #include "nanomlp/kernels.hpp"
@@ -31,7 +26,6 @@ namespace nanomlp {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
 
 constexpr const char* kJsonType = "application/json";
 // The page may load nothing from anywhere else (it needs nothing).
@@ -40,19 +34,19 @@ constexpr const char* kContentSecurityPolicy =
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 // JSON bodies are a flat object holding one flat list: deeper nesting is refused while parsing.
 constexpr int kMaxJsonDepth = 4;
-// A body over the limit is read on and thrown away, to answer 413 on a connection that stays
-// usable, up to this many times the limit (then the connection is dropped).
-constexpr std::size_t kMaxDiscardedFactor = 16;
 
-void send_json(httplib::Response& res, int status, const Json& body) {
-  res.status = status;
-  res.set_header("Cache-Control", "no-store");
+HttpReply json_reply(int status, const Json& body) {
+  HttpReply reply;
+  reply.status = status;
+  reply.content_type = kJsonType;
+  reply.headers.emplace_back("Cache-Control", "no-store");
   // Replace bytes that are not UTF-8 (from a request, echoed in an error) instead of throwing.
-  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kJsonType);
+  reply.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return reply;
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  send_json(res, status, Json{{"error", message}});
+HttpReply error_reply(int status, const std::string& message) {
+  return json_reply(status, Json{{"error", message}});
 }
 
 // The media type of a Content-Type header, lower-case, without parameters.
@@ -81,16 +75,6 @@ std::string content_type_for(std::string_view name) {
   if (name.ends_with(".js")) return "text/javascript; charset=utf-8";
   if (name.ends_with(".css")) return "text/css; charset=utf-8";
   return "application/octet-stream";
-}
-
-// Text fit for one log line or error message: control characters and spaces become '?'.
-std::string printable(const std::string& s) {
-  std::string out = s.substr(0, 200);
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x21 || u == 0x7f) c = '?';
-  }
-  return out;
 }
 
 // Networks built from one model, lent to one request at a time: a Network keeps its
@@ -152,14 +136,6 @@ std::string allowed_method(const std::string& path) {
   }
   return "";
 }
-
-bool strcasecmp_equal(const std::string& a, const char* b) {
-  return ::strcasecmp(a.c_str(), b) == 0;
-}
-
-// When the request being answered on this thread began (httplib answers one connection per
-// worker thread, one request after the other), for the latency in the log line.
-thread_local std::optional<Clock::time_point> request_start;
 
 // Decodes and preprocesses an uploaded image exactly as `nanomlp predict` does.
 MnistImage image_from_upload(const std::string& body) {
@@ -229,9 +205,11 @@ struct ModelServer::Impl {
   std::vector<std::string> labels;
   std::string model_json;   // GET /api/model
   std::string description;  // for the console
-  httplib::Server http;
+  std::optional<HttpServer> http;
   int port = -1;
   std::mutex log_mutex;
+  // Images decoded at once: each may take a few bytes per pixel of kMaxServedImagePixels.
+  std::counting_semaphore<64> decoders{std::clamp(hardware_threads(), 1, 2)};
 
   explicit Impl(ServeOptions o) : options(std::move(o)) {
     SafeTensors st = read_safetensors_file(options.model);  // IoError, ModelFormatError
@@ -256,7 +234,52 @@ struct ModelServer::Impl {
     description = options.model + " (" + arch.describe() + ", trained on " + arch.dataset + ", " +
                   std::to_string(net.num_params()) + " parameters)";
     pool.emplace(std::move(st), options.model);
-    routes();
+    HttpHandlers handlers;
+    handlers.first_look = [](const HttpRequest& req) { return first_look(req); };
+    handlers.answer = [this](const HttpRequest& req) { return answer_safely(req); };
+    if (options.log_requests) {
+      handlers.log = [this](const HttpRequest& req, int status, double ms) {
+        log(req, status, ms);
+      };
+    }
+    http.emplace(limits(options), std::move(handlers), &error_reply);
+  }
+
+  static HttpLimits limits(const ServeOptions& o) {
+    HttpLimits l;
+    l.max_body_bytes = o.max_body_bytes;
+    l.max_connections = o.max_connections;
+    l.idle_timeout_s = o.idle_timeout_s;
+    l.request_timeout_s = o.request_timeout_s;
+    l.threads = static_cast<unsigned>(o.threads > 0 ? o.threads : std::max(4, hardware_threads()));
+    return l;
+  }
+
+  // Before any body is read: unknown paths, wrong methods and missing bodies are answered now.
+  static std::optional<HttpReply> first_look(const HttpRequest& req) {
+    const std::string allowed = allowed_method(req.path);
+    if (allowed.empty()) return error_reply(404, "not found: " + printable(req.path));
+    const bool head_of_get = req.method == "HEAD" && allowed == "GET";
+    if (req.method != allowed && !head_of_get) {
+      HttpReply reply =
+          error_reply(405, "method " + printable(req.method) + " not allowed here, use " + allowed);
+      reply.headers.emplace_back("Allow", allowed);
+      return reply;
+    }
+    if (req.method == "POST" && !req.has_body) {
+      return error_reply(411, "a request body is required, with a Content-Length header");
+    }
+    return std::nullopt;
+  }
+
+  HttpReply answer_safely(const HttpRequest& req) {
+    try {
+      return req.method == "POST" ? predict_route(req) : page(req.path);
+    } catch (const HttpError& e) {
+      return error_reply(e.status(), e.what());
+    } catch (const std::exception& e) {
+      return error_reply(500, std::string("internal error: ") + e.what());
+    }
   }
 
   Json answer(const MnistImage& image, bool with_pixels) {
@@ -275,194 +298,65 @@ struct ModelServer::Impl {
     return j;
   }
 
-  void predict_route(const httplib::Request& req, httplib::Response& res,
-                     const httplib::ContentReader& reader) {
-    // The body arrives through a reader so that no body, chunked or compressed ones included,
-    // is ever held beyond the limit.
-    std::string body;
-    bool too_large = false;
-    std::size_t discarded = 0;
-    const auto receive = [&](const char* data, std::size_t n) {
-      if (too_large || body.size() + n > options.max_body_bytes) {
-        // Read on (to keep the connection in step) without keeping anything, up to a point.
-        too_large = true;
-        discarded += n;
-        return discarded <= kMaxDiscardedFactor * options.max_body_bytes;
+  HttpReply predict_route(const HttpRequest& req) {
+    const std::string type = media_type(req.content_type);
+    if (type == "application/json")
+      return json_reply(200, answer(pixels_from_json(req.body), false));
+    if (is_image_type(type)) {
+      if (req.body.empty()) throw HttpError(400, "empty request body: expected an image");
+      decoders.acquire();
+      std::optional<MnistImage> image;
+      try {
+        image = image_from_upload(req.body);
+      } catch (...) {
+        decoders.release();
+        throw;
       }
-      body.append(data, n);
-      return true;
-    };
-    const bool read = req.is_multipart_form_data()
-                          ? reader([](const httplib::MultipartFormData&) { return true; }, receive)
-                          : reader(receive);
-    if (too_large || (!read && res.status == 413)) {
-      send_error(
-          res, 413,
-          "request body too large: at most " + std::to_string(options.max_body_bytes) + " bytes");
-      return;
+      decoders.release();
+      return json_reply(200, answer(*image, true));
     }
-    if (!read) {
-      send_error(res, 400, "could not read the request body");
-      return;
-    }
-    const std::string type = media_type(req.get_header_value("Content-Type"));
-    try {
-      if (type == "application/json") {
-        send_json(res, 200, answer(pixels_from_json(body), false));
-      } else if (is_image_type(type)) {
-        if (body.empty()) throw HttpError(400, "empty request body: expected an image");
-        send_json(res, 200, answer(image_from_upload(body), true));
-      } else {
-        throw HttpError(415, "unsupported Content-Type '" + printable(type) +
-                                 "': expected application/json ({\"pixels\": [784 values]}) "
-                                 "or an image (image/png, image/jpeg, ...)");
-      }
-    } catch (const HttpError& e) {
-      send_error(res, e.status(), e.what());
-    }
+    throw HttpError(415, "unsupported Content-Type '" + printable(type) +
+                             "': expected application/json ({\"pixels\": [784 values]}) "
+                             "or an image (image/png, image/jpeg, ...)");
   }
 
-  void routes() {
-    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, Json{{"status", "ok"}});
-    });
-    http.Get("/api/model", [this](const httplib::Request&, httplib::Response& res) {
-      res.status = 200;
-      res.set_header("Cache-Control", "no-store");
-      res.set_content(model_json, kJsonType);
-    });
-    http.Post("/api/predict",
-              [this](const httplib::Request& req, httplib::Response& res,
-                     const httplib::ContentReader& reader) { predict_route(req, res, reader); });
-    // Known paths, wrong method.
-    const auto not_allowed = [](const char* allow) {
-      return [allow](const httplib::Request& req, httplib::Response& res) {
-        res.set_header("Allow", allow);
-        send_error(res, 405, "method " + printable(req.method) + " not allowed here, use " + allow);
-      };
-    };
-    http.Get("/api/predict", not_allowed("POST"));
-    http.Put("/api/predict", not_allowed("POST"));
-    http.Delete("/api/predict", not_allowed("POST"));
-    for (const char* path : {"/", "/healthz", "/api/model"}) {
-      http.Post(path, not_allowed("GET"));
-      http.Put(path, not_allowed("GET"));
-      http.Delete(path, not_allowed("GET"));
+  // The page, from the binary itself (first_look has sent every other path away).
+  HttpReply page(const std::string& path) const {
+    if (path == "/healthz") return json_reply(200, Json{{"status", "ok"}});
+    if (path == "/api/model") {
+      HttpReply reply = json_reply(200, Json{});
+      reply.body = model_json;
+      return reply;
     }
-    // The page, from the binary itself; any other path is 404.
-    http.Get("/(.*)", [](const httplib::Request& req, httplib::Response& res) {
-      std::string_view name = std::string_view(req.path).substr(1);
-      if (name.empty()) name = "index.html";
-      for (const WebAsset& asset : web_assets()) {
-        if (asset.name != name) continue;
-        res.status = 200;
-        res.set_header("Cache-Control", "no-cache");
-        res.set_header("X-Content-Type-Options", "nosniff");
-        if (name.ends_with(".html")) {
-          res.set_header("Content-Security-Policy", kContentSecurityPolicy);
-        }
-        res.set_content(asset.bytes.data(), asset.bytes.size(), content_type_for(name));
-        return;
+    std::string_view name = std::string_view(path).substr(1);
+    if (name.empty()) name = "index.html";
+    for (const WebAsset& asset : web_assets()) {
+      if (asset.name != name) continue;
+      HttpReply reply;
+      reply.content_type = content_type_for(name);
+      reply.body = asset.bytes;
+      reply.headers = {{"Cache-Control", "no-cache"}, {"X-Content-Type-Options", "nosniff"}};
+      if (name.ends_with(".html")) {
+        reply.headers.emplace_back("Content-Security-Policy", kContentSecurityPolicy);
       }
-      send_error(res, 404, "not found: " + printable(req.path));
-    });
-
-    // What httplib refuses by itself (an unknown path for POST, a body over the limit, a
-    // malformed request) gets a JSON error too.
-    http.set_error_handler(httplib::Server::HandlerWithResponse(
-        [](const httplib::Request& req, httplib::Response& res) {
-          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-          std::string message;
-          switch (res.status) {
-            case 400:
-              message = "bad request";
-              break;
-            case 404:
-              message = "not found: " + printable(req.path);
-              break;
-            case 413:
-              message = "request body too large";
-              break;
-            case 414:
-              message = "request URI too long";
-              break;
-            default:
-              message = "HTTP error " + std::to_string(res.status);
-              break;
-          }
-          send_error(res, res.status, message);
-          return httplib::Server::HandlerResponse::Handled;
-        }));
-    http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-          std::string message = "internal error";
-          try {
-            if (ep) std::rethrow_exception(ep);
-          } catch (const std::exception& e) {
-            message += std::string(": ") + e.what();
-          } catch (...) {
-          }
-          send_error(res, 500, message);
-        });
-    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-      request_start = Clock::now();
-      // httplib would read a body without Content-Length until the client hangs up (or the
-      // read timeout), and a chunked body for any handler but /api/predict's without limit:
-      // answer those now, before any body is read.
-      const bool may_have_body = req.method == "POST" || req.method == "PUT" ||
-                                 req.method == "PATCH" || req.method == "DELETE";
-      const bool chunked = strcasecmp_equal(req.get_header_value("Transfer-Encoding"), "chunked");
-      const bool unframed = may_have_body && !chunked && !req.has_header("Content-Length");
-      const bool unbounded =
-          may_have_body && chunked && !(req.method == "POST" && req.path == "/api/predict");
-      if (unframed || unbounded) {
-        const std::string allowed = allowed_method(req.path);
-        if (allowed.empty()) {
-          send_error(res, 404, "not found: " + printable(req.path));
-        } else if (allowed != req.method) {
-          res.set_header("Allow", allowed);
-          send_error(res, 405,
-                     "method " + printable(req.method) + " not allowed here, use " + allowed);
-        } else {
-          send_error(res, 411, "a request body is required, with a Content-Length header");
-        }
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
-    if (options.log_requests) {
-      http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-        char ms[32] = "-";
-        if (request_start) {
-          const std::chrono::duration<double, std::milli> d = Clock::now() - *request_start;
-          std::snprintf(ms, sizeof ms, "%.2f", d.count());
-        }
-        request_start.reset();
-        const std::string line = printable(req.method) + " " + printable(req.path) + " " +
-                                 std::to_string(res.status) + " " + ms + " ms\n";
-        std::lock_guard<std::mutex> lock(log_mutex);
-        std::fwrite(line.data(), 1, line.size(), stderr);
-        std::fflush(stderr);
-      });
+      return reply;
     }
+    return error_reply(404, "not found: " + printable(path));
+  }
 
-    http.set_payload_max_length(options.max_body_bytes);
-    http.set_keep_alive_max_count(1000);
-    http.set_keep_alive_timeout(5);
-    http.set_read_timeout(10);
-    http.set_write_timeout(10);
-    http.set_tcp_nodelay(true);
-    // httplib's default sets SO_REUSEPORT, with which a second server would quietly share the
-    // port of the first; SO_REUSEADDR alone lets a restart reuse it without that.
-    http.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
-    const int threads =
-        options.threads > 0 ? options.threads : std::max(16, 2 * hardware_threads());
-    http.new_task_queue = [threads] {
-      return new httplib::ThreadPool(static_cast<std::size_t>(threads));
-    };
+  // One line per request: METHOD PATH STATUS LATENCY ms (status "abandoned" when the client
+  // went away or the request was cut before an answer).
+  void log(const HttpRequest& req, int status, double ms) {
+    char latency[32];
+    std::snprintf(latency, sizeof latency, "%.2f", ms);
+    std::string path = printable(req.path);
+    std::replace(path.begin(), path.end(), ' ', '?');
+    const std::string line = printable(req.method) + " " + path + " " +
+                             (status > 0 ? std::to_string(status) : "abandoned") + " " + latency +
+                             " ms\n";
+    std::lock_guard<std::mutex> lock(log_mutex);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
   }
 };
 
@@ -479,30 +373,8 @@ int ModelServer::bind() {
   if (o.port < 0 || o.port > 65535) {
     throw UsageError("--port: expected 0 to 65535, got " + std::to_string(o.port));
   }
-  errno = 0;
-  int port = -1;
-  if (o.port == 0) {
-    port = impl_->http.bind_to_any_port(o.host);
-  } else if (impl_->http.bind_to_port(o.host, o.port)) {
-    port = o.port;
-  }
-  if (port <= 0) {
-    const int err = errno;
-    const std::string where = "cannot listen on " + o.host + " port " + std::to_string(o.port);
-    switch (err) {
-      case EADDRINUSE:
-        throw Error(where + ": port " + std::to_string(o.port) + " is already in use");
-      case EACCES:
-        throw Error(where + ": permission denied (ports below 1024 need root)");
-      case EADDRNOTAVAIL:
-        throw Error(where + ": " + o.host + " is not an address of this machine");
-      default:
-        throw Error(where + ": " +
-                    (err != 0 ? std::strerror(err) : "not an address, nor a name that resolves"));
-    }
-  }
-  impl_->port = port;
-  return port;
+  impl_->port = impl_->http->bind(o.host, o.port);
+  return impl_->port;
 }
 
 std::string ModelServer::url() const {
@@ -518,11 +390,11 @@ std::string ModelServer::model_description() const {
 }
 
 bool ModelServer::run() {
-  return impl_->http.listen_after_bind();
+  return impl_->http->run();
 }
 
 void ModelServer::stop() {
-  impl_->http.stop();
+  impl_->http->stop();
 }
 
 }  // namespace nanomlp

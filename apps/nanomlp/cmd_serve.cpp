@@ -102,11 +102,27 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  app.add_option("--threads", o->threads,
-                 "Threads answering requests (default: max(16, 2 x cores))");
+  app.add_option("--threads", o->threads, "Event loops answering requests (default: max(4, cores))")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--max-connections", o->max_connections,
+                 "Connections open at once; more wait in the listen queue (1024)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--idle-timeout", o->idle_timeout_s,
+                 "Seconds a connection may send and read nothing before it is closed")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--request-timeout", o->request_timeout_s,
+                 "Seconds in which a request must arrive whole (head and body), from its first "
+                 "byte or the previous answer on its connection")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.footer(
       "Endpoints: GET / (draw a digit), POST /api/predict ({\"pixels\": [784 values 0-255]} or "
-      "an image/png body), GET /api/model, GET /healthz.");
+      "an image body: image/png, image/jpeg, image/bmp, image/gif, PNM), GET /api/model, GET "
+      "/healthz.\nLimits: request body 2 MiB (413), image 16 megapixels (413), request head 32 "
+      "KiB (431), bodies held at once 64 MiB (503), 1000 requests per connection, 2 images "
+      "decoded at once.");
   return [o] { return run_serve(*o); };
 }
 

@@ -1,5 +1,6 @@
-// `nanomlp serve`: a model behind a small HTTP server (Debian's cpp-httplib), with a page where
-// one draws a digit and watches the network's answer change while drawing.
+// `nanomlp serve`: a model behind a small HTTP server (GNU libmicrohttpd, see src/http_server.hpp
+// for what it bounds and how), with a page where one draws a digit and watches the network's
+// answer change while drawing.
 //
 // Endpoints:
 //   GET  /              the page (web/index.html, app.js, style.css, compiled into the binary)
@@ -12,16 +13,21 @@
 //                       image/x-portable-graymap) that goes through preprocess_mnist exactly as
 //                       in `nanomlp predict`. Answers {"class", "label", "probabilities"}, plus
 //                       "pixels", the 28x28 image the network saw, for an image.
-// Every error is a JSON object {"error": "..."} with a 4xx status: 400 malformed JSON or pixels,
-// 404 unknown path, 405 wrong method, 411 a POST without Content-Length (or chunked body),
-// 413 body over the limit (or an image over kMaxServedImagePixels), 415 unsupported
-// Content-Type, 422 an image that does not decode or holds no ink.
+// Every error of nanomlp's is a JSON object {"error": "..."} with a 4xx status: 400 malformed
+// JSON or pixels (or framing: two Content-Length headers, Content-Length with Transfer-Encoding),
+// 404 unknown path, 405 wrong method (with Allow), 411 a POST without a body, 413 body over the
+// limit (or an image over kMaxServedImagePixels), 415 unsupported Content-Type, 422 an image that
+// does not decode or holds no ink, 503 (with Retry-After) when the bodies held at once reach
+// their shared cap. Requests libmicrohttpd refuses itself (a malformed request line, a head over
+// its memory pool: 400, 414, 431) get its own short answer.
 // Each request is logged on stderr as one line: METHOD PATH STATUS LATENCY ms.
 //
-// Threads: httplib answers each connection on a worker thread of its pool. A Network keeps its
-// activations between calls, so each request borrows a Network of its own from a pool (one is
-// built from the model's bytes, loaded once, whenever every existing one is busy); the kernels
-// run single-threaded inside a request, so an answer never depends on the load.
+// Threads: a few event loops (libmicrohttpd's thread pool, epoll) serve every connection; each
+// answers a request whole before it looks at the next. A Network keeps its activations between
+// calls, so each request borrows a Network of its own from a pool (one is built from the model's
+// bytes, loaded once, whenever every existing one is busy); the kernels run single-threaded
+// inside a request, so an answer never depends on the load. At most two images are decoded at
+// once (each may take a few bytes per pixel).
 #pragma once
 
 #include <cstddef>
@@ -45,9 +51,12 @@ struct ServeOptions {
   std::string model;               // model file (.safetensors)
   std::string host = "127.0.0.1";  // address to listen on
   int port = 8080;                 // 0: any free port
-  int threads = 0;                 // HTTP worker threads; < 1: max(16, 2 x cores)
+  int threads = 0;                 // event loops; < 1: max(4, cores)
   std::size_t max_body_bytes = kMaxRequestBytes;
-  bool log_requests = true;  // one line per request on stderr
+  unsigned max_connections = 1000;  // open at once; more wait in the listen queue (1024)
+  unsigned idle_timeout_s = 10;     // a connection silent (reading or writing) this long closes
+  unsigned request_timeout_s = 20;  // a request must arrive whole within this, from its first byte
+  bool log_requests = true;         // one line per request on stderr
 };
 
 // A request the server refuses: the HTTP status and the message of the JSON error.

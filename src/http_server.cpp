@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <unordered_set>
 
 #include "nanomlp/errors.hpp"
@@ -45,9 +46,10 @@ struct Exchange {
   std::size_t reserved = 0;   // bytes of the shared body budget held
   std::size_t discarded = 0;  // body bytes thrown away (over the limit)
   bool too_large = false;
-  bool busy = false;       // the shared body budget ran out
-  bool answering = false;  // received whole, counted in Impl::answering
-  int status = 0;          // of the reply queued; 0 while none is
+  bool busy = false;                 // the shared body budget ran out
+  bool answering = false;            // received whole, counted in Impl::answering
+  std::optional<HttpReply> refusal;  // from first_look, sent once the body is read
+  int status = 0;                    // of the reply queued; 0 while none is
 };
 
 // The framing headers of a request, counted (libmicrohttpd keeps the first of each).
@@ -66,6 +68,16 @@ MHD_Result count_framing(void* cls, MHD_ValueKind, const char* key, const char* 
     if (++f.transfer_encodings == 1) f.transfer_encoding = value ? value : "";
   }
   return MHD_YES;
+}
+
+// Decodes %HH escapes of a path in place, except in a path holding an escaped NUL ("%00"): that
+// one stays escaped, so it names no file (decoded, the C string would end at the NUL and
+// "/index.html%00.js" would be read as "/index.html").
+std::size_t unescape_without_nul(void*, MHD_Connection*, char* text) {
+  for (const char* p = text; (p = std::strchr(p, '%')) != nullptr; ++p) {
+    if (p[1] == '0' && p[2] == '0') return std::strlen(text);
+  }
+  return MHD_http_unescape(text);
 }
 
 Connection* connection_of(MHD_Connection* c) {
@@ -179,13 +191,15 @@ struct HttpServer::Impl {
       length = static_cast<std::size_t>(std::min<unsigned long long>(n, SIZE_MAX));
     }
     ex.request.has_body = f.transfer_encodings == 1 || f.content_lengths == 1;
-    if (std::optional<HttpReply> reply = handlers.first_look(ex.request)) {
-      return queue(c, ex, *reply);
-    }
     if (length > kDiscardFactor * limits.max_body_bytes) {
       return refuse(c, ex, 413, too_large_message());  // answered now, the connection closes
     }
-    if (length > limits.max_body_bytes) {
+    // A refusal is sent once the body (if any) is read and thrown away: answered before, the
+    // connection would have to close, and pipelined requests behind it would be lost.
+    ex.refusal = handlers.first_look(ex.request);
+    if (ex.refusal) {
+      // read on and thrown away (receive)
+    } else if (length > limits.max_body_bytes) {
       ex.too_large = true;
     } else if (length > 0 && !reserve(ex, length)) {
       return refuse(c, ex, 503, "server busy: too many request bodies at once, try again");
@@ -195,6 +209,10 @@ struct HttpServer::Impl {
 
   // Part of the body has arrived.
   MHD_Result receive(Exchange& ex, const char* data, std::size_t n) {
+    if (ex.refusal) {
+      ex.discarded += n;
+      return ex.discarded <= kDiscardFactor * limits.max_body_bytes ? MHD_YES : MHD_NO;
+    }
     if (!ex.too_large && !ex.busy && ex.request.body.size() + n > limits.max_body_bytes) {
       ex.too_large = true;
       release(ex);
@@ -223,6 +241,7 @@ struct HttpServer::Impl {
       ex.answering = true;
       ++answering;
     }
+    if (ex.refusal) return queue(c, ex, *ex.refusal);
     if (ex.too_large) return refuse(c, ex, 413, too_large_message());
     if (ex.busy)
       return refuse(c, ex, 503, "server busy: too many request bodies at once, try again");
@@ -243,7 +262,7 @@ struct HttpServer::Impl {
       *context = ex;
       return self.begin(c, *ex, url, method);
     }
-    if (ex->status != 0) {  // refused before the body: nothing more to read
+    if (ex->status != 0) {  // answered before the body: nothing more to read
       *size = 0;
       return MHD_YES;
     }
@@ -401,8 +420,8 @@ bool HttpServer::run() {
       std::max(1u, s.limits.threads), MHD_OPTION_CONNECTION_LIMIT, s.limits.max_connections,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, s.limits.connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
       s.limits.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, &s,
-      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, &s, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-      MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, &s, MHD_OPTION_UNESCAPE_CALLBACK,
+      &unescape_without_nul, nullptr, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
   if (s.daemon == nullptr) return false;
   std::unique_lock<std::mutex> lock(s.mutex);
   while (!s.stopping) {

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stb/stb_image_write.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -108,6 +110,7 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   const std::string& url() const { return url_; }
 
   // Sends the signal and waits (at most 10 s) for the exit; returns the exit code, or -1 if
@@ -727,6 +730,423 @@ TEST(Serve, PixelsFromJsonTakesMnistPixelsAsTheyAre) {
     EXPECT_EQ(e.status(), 400);
     EXPECT_THAT(e.what(), HasSubstr("784"));
   }
+}
+
+// ---- hostile clients ------------------------------------------------------------------------
+// Each test below spawns its own server and measures what it survives; the figures printed are
+// those of the README's Reliability section.
+
+// The server's peak resident memory so far, in MiB (VmHWM), or -1 if unreadable.
+double peak_rss_mib(pid_t pid) {
+  const auto bytes = read_bytes("/proc/" + std::to_string(pid) + "/status");
+  const std::string status(bytes.begin(), bytes.end());
+  const std::size_t at = status.find("VmHWM:");
+  if (at == std::string::npos) return -1;
+  return std::strtod(status.c_str() + at + 6, nullptr) / 1024.0;
+}
+
+// A connected loopback socket (blocking), or -1.
+int connect_to(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the peer has closed fd (a read gives end of file or an error) within timeout_ms.
+bool closed_by_peer(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return false;
+  char buf[4096];
+  return ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0;
+}
+
+struct Streamed {
+  std::size_t sent = 0;  // bytes sent, head included
+  std::string answer;    // what the server sent back
+  bool closed = false;   // the server closed the connection
+  double seconds = 0;
+};
+
+// Sends `head`, then `fill` again and again, reading what comes back meanwhile, until the server
+// closes the connection, `limit` bytes are sent or `seconds` pass.
+Streamed stream_until_closed(int port, const std::string& head, const std::string& fill,
+                             std::size_t limit, double seconds) {
+  Streamed r;
+  const auto start = Clock::now();
+  const int fd = connect_to(port);
+  if (fd < 0) return r;
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  std::string pending = head;
+  std::size_t offset = 0;
+  while (!r.closed && std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+    const bool more = r.sent < limit;
+    pollfd p{fd, static_cast<short>(POLLIN | (more ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      char buf[65536];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) r.closed = true;
+      if (n > 0) r.answer.append(buf, static_cast<std::size_t>(n));
+    }
+    if (!r.closed && more && (p.revents & POLLOUT)) {
+      if (offset == pending.size()) {
+        pending = fill;
+        offset = 0;
+      }
+      const ssize_t n = ::send(fd, pending.data() + offset, pending.size() - offset, MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN) r.closed = true;
+      if (n > 0) {
+        offset += static_cast<std::size_t>(n);
+        r.sent += static_cast<std::size_t>(n);
+      }
+    }
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  ::close(fd);
+  return r;
+}
+
+const std::string kPredictHead =
+    "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+
+// n sequential good requests from a fresh client; their latencies in ms (failed ones: 1e9).
+std::vector<double> good_client(int port, const std::string& body, int n) {
+  auto c = client(port);
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    const auto res = c->Post("/api/predict", body, "application/json");
+    const std::chrono::duration<double, std::milli> d = Clock::now() - t0;
+    ms.push_back(res && res->status == 200 ? d.count() : 1e9);
+  }
+  return ms;
+}
+
+TEST(ServeUnderAbuse, SlowlorisAndIdleConnectionsDoNotHoldUpOthersAndAreCut) {
+  constexpr int kSlow = 200;
+  constexpr int kIdle = 100;
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"),
+                       {"--request-timeout", "4", "--idle-timeout", "3"});
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  std::vector<int> slow, idle;
+  for (int i = 0; i < kSlow; ++i) slow.push_back(connect_to(server.port()));
+  for (int i = 0; i < kIdle; ++i) idle.push_back(connect_to(server.port()));
+  ASSERT_EQ(std::count(slow.begin(), slow.end(), -1) + std::count(idle.begin(), idle.end(), -1), 0);
+  // Slowloris: a request head, one byte a second, never finished.
+  std::atomic<bool> done{false};
+  std::thread drip([&] {
+    const std::string head = kPredictHead + "X-Slow: ";
+    for (std::size_t i = 0; !done; ++i) {
+      for (int fd : slow) ::send(fd, head.data() + i % head.size(), 1, MSG_NOSIGNAL);
+      for (int t = 0; t < 10 && !done; ++t)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  // Meanwhile a good client.
+  const std::vector<double> ms =
+      good_client(server.port(), pixels_json(test_images(1).images[0]), 100);
+  const double median = percentile(ms, 0.5), p99 = percentile(ms, 0.99);
+  EXPECT_LT(median, 100.0);
+  EXPECT_LT(p99, 1e9) << "a good request failed";
+  // Within the timeouts (4 s for a whole request, 3 s of silence) every one is cut.
+  const auto t0 = Clock::now();
+  int slow_cut = 0, idle_cut = 0;
+  for (int fd : slow) slow_cut += closed_by_peer(fd, 8000);
+  for (int fd : idle) idle_cut += closed_by_peer(fd, 8000);
+  const double cut_after = std::chrono::duration<double>(Clock::now() - t0).count();
+  done = true;
+  drip.join();
+  for (int fd : slow) ::close(fd);
+  for (int fd : idle) ::close(fd);
+  EXPECT_EQ(slow_cut, kSlow);
+  EXPECT_EQ(idle_cut, kIdle);
+  const double rss = peak_rss_mib(server.pid());
+  std::printf(
+      "[  abuse   ] %d slowloris + %d idle connections: good client 100/100 answered, "
+      "median %.2f ms, p99 %.2f ms; all cut %.1f s later; server peak RSS %.0f MiB\n",
+      kSlow, kIdle, median, p99, cut_after, rss);
+  EXPECT_LT(rss, 256.0);
+  EXPECT_EQ(good_client(server.port(), pixels_json(test_images(1).images[0]), 1)[0] < 1e9, true);
+}
+
+TEST(ServeUnderAbuse, FiveHundredSimultaneousRequestsAreAllAnswered) {
+  constexpr int kClients = 500;
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = files.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &files);
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  const std::string body = pixels_json(test_images(1).images[0]);
+  const std::string request =
+      kPredictHead + "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  std::vector<pollfd> fds;
+  std::vector<std::string> answers(kClients);
+  std::vector<double> ms(kClients, 1e9);
+  const auto start = Clock::now();
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = connect_to(server.port());
+    ASSERT_GE(fd, 0) << "connection " << i;
+    ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
+    fds.push_back({fd, POLLIN, 0});
+  }
+  int open = kClients;
+  while (open > 0 && Clock::now() - start < std::chrono::seconds(30)) {
+    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+    for (int i = 0; i < kClients; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[8192];
+      const ssize_t n = ::recv(fds[i].fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        answers[i].append(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      ::close(fds[i].fd);
+      fds[i].fd = -1;
+      --open;
+    }
+  }
+  for (auto& p : fds) {
+    if (p.fd >= 0) ::close(p.fd);
+  }
+  int ok = 0;
+  for (const std::string& a : answers) ok += a.rfind("HTTP/1.1 200", 0) == 0;
+  const double rss = peak_rss_mib(server.pid());
+  std::printf(
+      "[  abuse   ] %d simultaneous requests: %d answered 200, none timed out: %s; "
+      "median %.1f ms, p99 %.1f ms (from the first connect); peak RSS %.0f MiB\n",
+      kClients, ok, open == 0 ? "yes" : "no", percentile(ms, 0.5), percentile(ms, 0.99), rss);
+  EXPECT_EQ(ok, kClients);
+  EXPECT_EQ(open, 0);
+}
+
+TEST(ServeUnderAbuse, HugeBodiesEndlessChunksAndHeaderFloodsAreCutEarly) {
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  const std::string block(1 << 16, 'a');
+  // 100 MB body: refused from its Content-Length, before it is read.
+  Streamed r = stream_until_closed(
+      server.port(), kPredictHead + "Content-Length: 104857600\r\n\r\n", block, 100u << 20, 20);
+  EXPECT_THAT(r.answer, HasSubstr("HTTP/1.1 413")) << r.answer.substr(0, 200);
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(r.sent, std::size_t{16} << 20);
+  std::printf("[  abuse   ] 100 MB body: 413 and closed after %.1f MB sent, %.2f s\n",
+              static_cast<double>(r.sent) / 1e6, r.seconds);
+  // A chunked body that never ends: cut once it is 4 times over the 2 MiB limit.
+  const std::string chunk = "10000\r\n" + block + "\r\n";
+  r = stream_until_closed(server.port(), kPredictHead + "Transfer-Encoding: chunked\r\n\r\n", chunk,
+                          std::size_t{200} << 20, 20);
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(r.sent, std::size_t{24} << 20);
+  std::printf("[  abuse   ] endless chunked body: closed after %.1f MB sent, %.2f s\n",
+              static_cast<double>(r.sent) / 1e6, r.seconds);
+  // 200 MB of header lines: refused once the head outgrows the connection's memory.
+  r = stream_until_closed(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+                          "X-Filler: " + std::string(100, 'b') + "\r\n", std::size_t{200} << 20,
+                          20);
+  // libmicrohttpd answers 431 and closes; the client, still sending, may see the reset before
+  // it reads the answer, so only the cut is certain.
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(r.sent, std::size_t{4} << 20);
+  if (!r.answer.empty()) {
+    EXPECT_THAT(r.answer, HasSubstr("HTTP/1.1 431")) << r.answer.substr(0, 200);
+  }
+  std::printf("[  abuse   ] header flood: %s, closed after %.2f MB sent\n",
+              r.answer.empty() ? "reset before the answer was read"
+                               : r.answer.substr(0, r.answer.find('\r')).c_str(),
+              static_cast<double>(r.sent) / 1e6);
+  // 20 of each at once: the memory stays bounded, and the server answers.
+  std::vector<std::thread> attackers;
+  for (int i = 0; i < 20; ++i) {
+    attackers.emplace_back([&] {
+      stream_until_closed(server.port(), kPredictHead + "Transfer-Encoding: chunked\r\n\r\n", chunk,
+                          std::size_t{200} << 20, 20);
+    });
+    attackers.emplace_back([&] {
+      stream_until_closed(server.port(),
+                          kPredictHead + "Content-Length: 2000000\r\nConnection: close\r\n\r\n",
+                          block, 2000000, 20);
+    });
+  }
+  for (auto& t : attackers) t.join();
+  const double rss = peak_rss_mib(server.pid());
+  std::printf(
+      "[  abuse   ] + 20 endless chunked and 20 near-limit bodies at once: peak RSS %.0f MiB\n",
+      rss);
+  EXPECT_LT(rss, 256.0);
+  EXPECT_LT(good_client(server.port(), pixels_json(test_images(1).images[0]), 1)[0], 1e9);
+}
+
+// The status codes of the HTTP/1.1 answers in `text`, in order.
+std::vector<int> statuses(const std::string& text) {
+  std::vector<int> out;
+  for (std::size_t at = text.find("HTTP/1.1 "); at != std::string::npos;
+       at = text.find("HTTP/1.1 ", at + 1)) {
+    out.push_back(std::atoi(text.c_str() + at + 9));
+  }
+  return out;
+}
+
+TEST(ServeUnderAbuse, PipelinedRequestsAreAnsweredInOrder) {
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  const std::string body = pixels_json(test_images(1).images[0]);
+  const std::string requests = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + kPredictHead +
+                               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                               body +
+                               "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                               "PATCH /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                               "GET /api/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string answer = raw_request(server.port(), requests, 5000);
+  EXPECT_EQ(statuses(answer), (std::vector<int>{200, 200, 404, 405, 200})) << answer;
+  EXPECT_LT(answer.find("{\"status\":\"ok\"}"), answer.find("\"probabilities\""));
+  EXPECT_LT(answer.find("\"probabilities\""), answer.find("\"architecture\""));
+}
+
+TEST(ServeUnderAbuse, MethodsFramingAndTraversalAreRefused) {
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  struct Case {
+    std::string request;
+    int status;
+    std::string contains;
+  };
+  const std::vector<Case> cases = {
+      {"OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Allow: GET"},
+      {"PATCH /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405, "Allow: POST"},
+      {"TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 405, "not allowed"},
+      {kPredictHead + "Content-Length: 2\r\nContent-Length: 30\r\n\r\n{}", 400, "Content-Length"},
+      {kPredictHead + "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}", 400,
+       "Transfer-Encoding"},
+      {kPredictHead + "Transfer-Encoding: gzip\r\n\r\n", 400, "chunked"},
+      {"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n", 411,
+       "Content-Length"},
+      {"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/html"},
+  };
+  for (const Case& k : cases) {
+    const std::string answer = raw_request(server.port(), k.request, 3000);
+    EXPECT_EQ(statuses(answer).empty() ? 0 : statuses(answer)[0], k.status) << k.request << answer;
+    EXPECT_THAT(answer, HasSubstr(k.contains)) << k.request;
+  }
+  for (const char* path :
+       {"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "//etc/passwd", "/index.html/../../../etc/passwd",
+        "/..%5c..%5cetc%5cpasswd", "/%252e%252e/etc/passwd", "/./../app.js/../../etc/passwd",
+        "/%00/etc/passwd", "/index.html%00.js"}) {
+    const std::string answer = raw_request(
+        server.port(), std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n", 3000);
+    const std::vector<int> s = statuses(answer);
+    ASSERT_FALSE(s.empty()) << path;
+    EXPECT_TRUE(s[0] == 404 || s[0] == 400) << path << ": " << answer.substr(0, 200);
+    EXPECT_THAT(answer, Not(HasSubstr("root:"))) << path;
+  }
+}
+
+// Sends bytes, closes the sending side, and returns what comes back until the server closes the
+// connection or stays quiet for 300 ms (a request it still waits the end of).
+std::string send_and_half_close(int port, const std::string& bytes) {
+  const int fd = connect_to(port);
+  if (fd < 0) return "";
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  std::string answer;
+  for (int i = 0; i < 10; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 300) <= 0) break;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return answer;
+}
+
+// n inputs from a fixed seed: one in four random bytes, the others a valid request with a few
+// bytes changed, inserted or removed.
+std::vector<std::string> mutated_requests(const std::vector<std::string>& valid, int n) {
+  Rng rng(2026);
+  const auto u32 = [&] { return static_cast<std::uint32_t>(rng.next_u64()); };
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) {
+    std::string bytes = valid[u32() % valid.size()];
+    if (i % 4 == 0) {
+      bytes.assign(u32() % 300, '\0');
+      for (char& c : bytes) c = static_cast<char>(u32());
+    }
+    for (unsigned m = 0, count = 1 + u32() % 8; i % 4 != 0 && m < count && !bytes.empty(); ++m) {
+      const std::size_t at = u32() % bytes.size();
+      const std::uint32_t how = u32() % 3;
+      if (how == 0) bytes[at] = static_cast<char>(u32());
+      if (how == 1) bytes.insert(at, 1, static_cast<char>(u32()));
+      if (how == 2) bytes.erase(at, 1 + u32() % 16);
+    }
+    out.push_back(std::move(bytes));
+  }
+  return out;
+}
+
+TEST(ServeUnderAbuse, AnyBytesAreAnswered4xxNever5xx) {
+  TempDir dir;
+  const std::string model = make_model(dir, /*train=*/false);
+  ServerProcess server(model, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << server.stdout_text() << server.log();
+  const std::string body = pixels_json(test_images(1).images[0]);
+  const std::vector<std::string> inputs = mutated_requests(
+      {"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+       kPredictHead + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body,
+       std::string("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                   "Content-Length: 16\r\n\r\n\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+                   98),
+       kPredictHead + "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"pi\r\n0\r\n\r\n"},
+      400);
+  // Eight clients at once, each half-closing after its bytes (the server sees the end).
+  std::vector<std::string> answers(inputs.size());
+  std::vector<std::thread> clients;
+  for (std::size_t k = 0; k < 8; ++k) {
+    clients.emplace_back([&, k] {
+      for (std::size_t i = k; i < inputs.size(); i += 8) {
+        answers[i] = send_and_half_close(server.port(), inputs[i]);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  int answered = 0, fives = 0;
+  std::string first_five;
+  for (const std::string& answer : answers) {
+    for (int status : statuses(answer)) {
+      ++answered;
+      // 505 (a version other than HTTP/1.0 or 1.1) is the answer RFC 9110 (15.6.6) asks for.
+      if (status >= 500 && status != 505 && fives++ == 0) first_five = answer.substr(0, 300);
+    }
+  }
+  const int count = static_cast<int>(inputs.size());
+  std::printf("[  abuse   ] %d random and mutated requests: %d answers, %d with a 5xx status\n",
+              count, answered, fives);
+  EXPECT_EQ(fives, 0) << first_five;
+  EXPECT_GT(answered, count / 4);
+  EXPECT_LT(good_client(server.port(), body, 1)[0], 1e9);
+  EXPECT_THAT(server.log(), Not(HasSubstr(" 500 ")));
 }
 
 }  // namespace

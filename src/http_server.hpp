@@ -5,8 +5,8 @@
 // What it bounds, and how (the figures are HttpLimits' defaults):
 //   - connections: at most max_connections at once (1000); more wait in the kernel's listen
 //     queue (backlog, 1024) and are accepted when one closes;
-//   - the request line and headers: they must fit the connection's memory pool (64 KiB, of
-//     which the head may take about half); larger heads are answered 431 by libmicrohttpd;
+//   - the request line and headers: they must fit the connection's memory pool (64 KiB);
+//     larger heads are answered 431 by libmicrohttpd;
 //   - time: a connection that sends or reads nothing for idle_timeout_s (10 s) is closed, and
 //     one whose request is not received whole within request_timeout_s of its first byte (or
 //     of the previous answer) is cut (slowloris: one byte every few seconds);

@@ -120,7 +120,7 @@ Runner add_serve(CLI::App& app) {
   app.footer(
       "Endpoints: GET / (draw a digit), POST /api/predict ({\"pixels\": [784 values 0-255]} or "
       "an image body: image/png, image/jpeg, image/bmp, image/gif, PNM), GET /api/model, GET "
-      "/healthz.\nLimits: request body 2 MiB (413), image 16 megapixels (413), request head 32 "
+      "/healthz.\nLimits: request body 2 MiB (413), image 16 megapixels (413), request head 64 "
       "KiB (431), bodies held at once 64 MiB (503), 1000 requests per connection, 2 images "
       "decoded at once.");
   return [o] { return run_serve(*o); };

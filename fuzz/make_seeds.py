@@ -263,6 +263,12 @@ def image_seeds(digit):
     write("fuzz_image", "regress_jpeg_17_bytes.jpg",
           bytes.fromhex("ffd8ffc0000b08001c001c01011100ffd9"))
     write("fuzz_image", "regress_p3_8192.ppm", b"P3 8192 8192 255\n")
+    # Found by the campaign: a 128-byte BMP of 1081372x28 pixels whose compression code stb_image
+    # does not know (it decoded 30 blank megapixels, 19 s under the sanitizers).
+    write("fuzz_image", "regress_bmp_unknown_compression.bmp", bytes.fromhex(
+        "424d660900000000000036000000280000001c8010001c000000010018000000feffcff60000130b0000130b"
+        "00ffffffffffffffffffffffffffffffff8686860101ffffffffff242424d7d7d7ffffffffffffff000000"
+        "00000000000000ffffffffff50320a362038ffffffffffffffffffffffffffffffffffffff0a3235ff"))
 
 
 # ---- /api/predict bodies ---------------------------------------------------------------------

@@ -189,13 +189,14 @@ std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
          std::uint32_t{b[at + 3]} << 24;
 }
 
-// An uncompressed BMP (BI_RGB or BI_BITFIELDS, Windows header of 40+ bytes) must hold its whole
+// A BMP that stb_image reads as uncompressed (Windows header of 40+ bytes, any compression code
+// but RLE, which it refuses: BI_RGB, BI_BITFIELDS and codes it does not know) must hold its whole
 // raster: stb_image would decode a truncated one as a blank image, and a 284-byte file that
 // declares 8000x8000 pixels would cost a second and 279 MB before failing.
 void check_bmp_raster(std::span<const std::uint8_t> b, const std::string& source) {
   if (b.size() < 34 || le32(b, 14) < 40) return;  // OS/2 headers: left to stb
   const std::uint32_t compression = le32(b, 30);
-  if (compression != 0 && compression != 3) return;
+  if (compression == 1 || compression == 2) return;  // RLE8, RLE4: refused by stb
   const std::uint64_t offset = le32(b, 10);
   const std::uint64_t w = le32(b, 18);
   const auto h_signed = static_cast<std::int32_t>(le32(b, 22));

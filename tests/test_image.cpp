@@ -384,6 +384,11 @@ TEST(HostileImages, DeclaredSizesAreCheckedBeforeDecoding) {
   bmp[28] = 24;
   EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(bmp, "t.bmp"); }),
               HasSubstr("t.bmp: truncated BMP: its header declares 8000x8000 pixels"));
+  // Found by the fuzz campaign: the same with a compression code stb_image does not know
+  // (0xfffe0000), which it reads as uncompressed: a blank 8000x8000 image, slow, not an error.
+  put32(30, 0xfffe0000u);
+  EXPECT_THAT(message_of<DataError>([&] { decode_grey_image(bmp, "t.bmp"); }),
+              HasSubstr("t.bmp: truncated BMP"));
   // A PNG that is nothing but a header claiming 20000x20000 pixels.
   Bytes png = hex_bytes("89504e470d0a1a0a0000000d49484452");
   for (int k = 0; k < 2; ++k) {

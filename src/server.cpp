@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -76,6 +75,20 @@ std::string content_type_for(std::string_view name) {
   if (name.ends_with(".css")) return "text/css; charset=utf-8";
   return "application/octet-stream";
 }
+
+// One of the decodes allowed at once, held for a scope.
+class DecodePermit {
+ public:
+  explicit DecodePermit(std::counting_semaphore<64>& decoders) : decoders_(decoders) {
+    decoders_.acquire();
+  }
+  ~DecodePermit() { decoders_.release(); }
+  DecodePermit(const DecodePermit&) = delete;
+  DecodePermit& operator=(const DecodePermit&) = delete;
+
+ private:
+  std::counting_semaphore<64>& decoders_;
+};
 
 // Networks built from one model, lent to one request at a time: a Network keeps its
 // activations between calls, so two threads must never share one. A new one is built when all
@@ -304,15 +317,11 @@ struct ModelServer::Impl {
       return json_reply(200, answer(pixels_from_json(req.body), false));
     if (is_image_type(type)) {
       if (req.body.empty()) throw HttpError(400, "empty request body: expected an image");
-      decoders.acquire();
       std::optional<MnistImage> image;
-      try {
+      {
+        DecodePermit permit(decoders);
         image = image_from_upload(req.body);
-      } catch (...) {
-        decoders.release();
-        throw;
       }
-      decoders.release();
       return json_reply(200, answer(*image, true));
     }
     throw HttpError(415, "unsupported Content-Type '" + printable(type) +

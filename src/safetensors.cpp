@@ -207,7 +207,7 @@ struct PendingTensor {
 };
 
 std::string io_message(const std::string& verb, const std::string& path, int err) {
-  return "cannot " + verb + " " + path + ": " + std::generic_category().message(err);
+  return "cannot " + verb + " " + path + ": " + os_error_text(err);
 }
 
 // Closes a descriptor on every exit path of the reader.

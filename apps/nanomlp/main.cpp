@@ -35,7 +35,7 @@ void check_output_path(const std::string& flag, const std::string& path) {
     const int err = errno;
     throw IoError(flag + ": cannot write " + path + " (folder " +
                   (parent.empty() ? std::string(".") : parent.string()) +
-                  "): " + std::strerror(err));
+                  "): " + os_error_text(err));
   }
   ::close(fd);
   ::unlink(probe.c_str());

@@ -513,6 +513,15 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   write_bytes_atomic(path, contents.data(), contents.size());
 }
 
+int probe_new_file(const std::string& path) {
+  const std::string probe = path + ".probe." + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return 0;
+}
+
 void write_safetensors_file(const std::string& path, const SafeTensors& st) {
   const std::vector<std::uint8_t> bytes = serialize_safetensors(st);
   write_bytes_atomic(path, bytes.data(), bytes.size());

@@ -270,6 +270,15 @@ void check_network_fits(const Architecture& arch, const OptimizerConfig& optimiz
                    " bytes of memory; expected smaller or fewer hidden layers");
 }
 
+// Every output is probed before the data is read: a read-only folder is one line, not the end
+// of a run.
+void check_outputs(const TrainFlags& f) {
+  check_output_path("--out", f.out);
+  if (!f.metrics_json.empty()) check_output_path("--metrics-json", f.metrics_json);
+  if (!f.report.empty()) check_output_path("--report", f.report);
+  check_checkpoint_dir(f.checkpoint_dir);
+}
+
 int run_train(CLI::App& app, const TrainFlags& f) {
   const auto t_start = std::chrono::steady_clock::now();
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
@@ -323,9 +332,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.validate(std::numeric_limits<std::size_t>::max());
   check_flag_combinations(given, f, opt);
   check_network_fits(arch, opt.optimizer);
-  check_output_path("--out", f.out);
-  if (!f.metrics_json.empty()) check_output_path("--metrics-json", f.metrics_json);
-  if (!f.report.empty()) check_output_path("--report", f.report);
+  check_outputs(f);
 
   kernels::set_num_threads(f.threads);
   const std::string root = resolve_data_root(f.data);

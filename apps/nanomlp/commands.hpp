@@ -19,7 +19,8 @@ Runner add_predict(CLI::App& app);
 Runner add_download(CLI::App& app);
 
 // Shared helpers.
-// Throws UsageError if the folder that would hold `path` does not exist.
+// Throws UsageError if the folder that would hold `path` does not exist, IoError if it takes no
+// new file.
 void check_output_path(const std::string& flag, const std::string& path);
 // "97.94% ± 0.14"
 std::string format_accuracy(double accuracy, double standard_error);

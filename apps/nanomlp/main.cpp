@@ -16,7 +16,7 @@
 
 namespace nanomlp::cli {
 
-void check_output_path(const std::string& flag, const std::string& path) {
+std::vector<std::string> check_output_path(const std::string& flag, const std::string& path) {
   namespace fs = std::filesystem;
   if (path.empty()) throw UsageError(flag + ": expected a file path, got an empty string");
   const fs::path parent = fs::path(path).parent_path();
@@ -32,6 +32,7 @@ void check_output_path(const std::string& flag, const std::string& path) {
                   (parent.empty() ? std::string(".") : parent.string()) +
                   "): " + os_error_text(err));
   }
+  return remove_stale_temporaries(path);
 }
 
 std::string format_accuracy(double accuracy, double standard_error) {

@@ -59,10 +59,11 @@ std::vector<std::string> checkpoints_newest_first(const std::string& dir) {
 }
 
 // Temporary files of checkpoint writes that a killed run left behind
-// (checkpoint-epoch-0003.safetensors.tmp.PID, see write_safetensors_file), whose process is gone.
+// (checkpoint-epoch-0003.safetensors.tmp.PID, see write_safetensors_file, and the probe of
+// check_checkpoint_dir), whose process is gone.
 void remove_leftover_temporaries(const std::string& dir,
                                  const std::function<void(const std::string&)>& on_message) {
-  static const std::regex pattern(R"(checkpoint-epoch-\d+\.safetensors\.tmp\.(\d{1,9}))");
+  static const std::regex pattern(R"(checkpoint-epoch-\d+\.safetensors\.(?:tmp|probe)\.(\d{1,9}))");
   std::error_code ec;
   std::vector<fs::path> stale;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -166,6 +167,15 @@ void check_same_settings(const std::string& path, const std::string& stored,
 }
 
 }  // namespace
+
+void check_checkpoint_dir(const std::string& checkpoint_dir) {
+  if (checkpoint_dir.empty() || !fs::is_directory(checkpoint_dir)) return;
+  const std::string probe = (fs::path(checkpoint_dir) / checkpoint_name(0)).string();
+  if (const int err = probe_new_file(probe); err != 0) {
+    throw IoError("--checkpoint-dir: cannot write checkpoints in folder " + checkpoint_dir + ": " +
+                  os_error_text(err));
+  }
+}
 
 void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
                       const TrainState& state) {
@@ -296,6 +306,7 @@ std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net
       throw IoError("--checkpoint-dir: cannot create folder " + dir + ": " + ec.message());
     }
   }
+  check_checkpoint_dir(dir);
   remove_leftover_temporaries(dir, on_message);
   const std::vector<std::string> paths = checkpoints_newest_first(dir);
   if (!options.resume) {

@@ -1,6 +1,7 @@
 #include "nanomlp/safetensors.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,7 +208,7 @@ struct PendingTensor {
 };
 
 std::string io_message(const std::string& verb, const std::string& path, int err) {
-  return "cannot " + verb + " " + path + ": " + std::generic_category().message(err);
+  return "cannot " + verb + " " + path + ": " + os_error_text(err);
 }
 
 // Closes a descriptor on every exit path of the reader.
@@ -511,6 +512,45 @@ SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std:
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
   write_bytes_atomic(path, contents.data(), contents.size());
+}
+
+int probe_new_file(const std::string& path) {
+  const std::string probe = path + ".probe." + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return 0;
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& path) {
+  const fs::path target(path);
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const std::string name = target.filename().string();
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string other = entry.path().filename().string();
+    if (other.size() <= name.size() || other.compare(0, name.size(), name) != 0) continue;
+    const std::string_view rest = std::string_view(other).substr(name.size());
+    std::string_view digits;
+    for (std::string_view suffix : {".tmp.", ".probe."}) {
+      if (rest.substr(0, suffix.size()) == suffix) digits = rest.substr(suffix.size());
+    }
+    if (digits.empty() || digits.size() > 9 ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      continue;
+    }
+    const auto pid = static_cast<pid_t>(std::stol(std::string(digits)));
+    // kill(pid, 0) fails with ESRCH only for a process that is gone; EPERM is someone else's.
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(entry.path());
+  }
+  std::vector<std::string> removed;
+  for (const fs::path& p : stale) {
+    // Named as the user named path: "model.safetensors.tmp.7", not "./model.safetensors.tmp.7".
+    if (fs::remove(p, ec)) removed.push_back((target.parent_path() / p.filename()).string());
+  }
+  return removed;
 }
 
 void write_safetensors_file(const std::string& path, const SafeTensors& st) {

@@ -26,7 +26,9 @@ struct ReportFlags {
 
 int run_report(const ReportFlags& f) {
   // Cheap checks first: the output folder (exit 2), then the inputs (exit 1).
-  check_output_path("--out", f.out);
+  for (const std::string& p : check_output_path("--out", f.out)) {
+    std::printf("removed %s, left by an interrupted write\n", p.c_str());
+  }
   kernels::set_num_threads(f.threads);
   nlohmann::ordered_json metrics = read_metrics_json(f.metrics_json);
   Network<float> net = load_model(f.model);

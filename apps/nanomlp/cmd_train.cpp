@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "commands.hpp"
 #include "nanomlp/data.hpp"
@@ -270,6 +271,22 @@ void check_network_fits(const Architecture& arch, const OptimizerConfig& optimiz
                    " bytes of memory; expected smaller or fewer hidden layers");
 }
 
+// Every output is probed before the data is read: a read-only folder is one line, not the end
+// of a run. The temporaries a killed earlier run left beside them go, with a line each.
+void check_outputs(const TrainFlags& f) {
+  std::vector<std::string> removed = check_output_path("--out", f.out);
+  for (const auto& [flag, path] :
+       {std::pair{"--metrics-json", &f.metrics_json}, std::pair{"--report", &f.report}}) {
+    if (path->empty()) continue;
+    for (std::string& p : check_output_path(flag, *path)) removed.push_back(std::move(p));
+  }
+  check_checkpoint_dir(f.checkpoint_dir);
+  if (f.quiet) return;
+  for (const std::string& p : removed) {
+    std::printf("removed %s, left by an interrupted write\n", p.c_str());
+  }
+}
+
 int run_train(CLI::App& app, const TrainFlags& f) {
   const auto t_start = std::chrono::steady_clock::now();
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
@@ -323,9 +340,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   opt.validate(std::numeric_limits<std::size_t>::max());
   check_flag_combinations(given, f, opt);
   check_network_fits(arch, opt.optimizer);
-  check_output_path("--out", f.out);
-  if (!f.metrics_json.empty()) check_output_path("--metrics-json", f.metrics_json);
-  if (!f.report.empty()) check_output_path("--report", f.report);
+  check_outputs(f);
 
   kernels::set_num_threads(f.threads);
   const std::string root = resolve_data_root(f.data);

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace nanomlp::cli {
 
@@ -19,8 +20,10 @@ Runner add_predict(CLI::App& app);
 Runner add_download(CLI::App& app);
 
 // Shared helpers.
-// Throws UsageError if the folder that would hold `path` does not exist.
-void check_output_path(const std::string& flag, const std::string& path);
+// Throws UsageError if the folder that would hold `path` does not exist, IoError if it takes no
+// new file. Removes the temporaries that a killed earlier write of `path` left, and returns
+// their paths for the command to mention.
+std::vector<std::string> check_output_path(const std::string& flag, const std::string& path);
 // "97.94% ± 0.14"
 std::string format_accuracy(double accuracy, double standard_error);
 bool stdout_is_terminal();

@@ -1,12 +1,9 @@
 // nanomlp: one binary, one subcommand per file. Exit codes: 0 success, 2 usage error,
 // 1 runtime error; every error is one line on stderr.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -15,10 +12,11 @@
 
 #include "commands.hpp"
 #include "nanomlp/errors.hpp"
+#include "nanomlp/safetensors.hpp"
 
 namespace nanomlp::cli {
 
-void check_output_path(const std::string& flag, const std::string& path) {
+std::vector<std::string> check_output_path(const std::string& flag, const std::string& path) {
   namespace fs = std::filesystem;
   if (path.empty()) throw UsageError(flag + ": expected a file path, got an empty string");
   const fs::path parent = fs::path(path).parent_path();
@@ -29,16 +27,12 @@ void check_output_path(const std::string& flag, const std::string& path) {
     throw UsageError(flag + ": " + path + " is a folder, expected a file");
   // Writable: the file is written as a temporary beside it, then renamed, so the folder must
   // take a new file. Probing now reports a read-only folder before training, not after it.
-  const std::string probe = path + ".probe." + std::to_string(::getpid());
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) {
-    const int err = errno;
+  if (const int err = probe_new_file(path); err != 0) {
     throw IoError(flag + ": cannot write " + path + " (folder " +
                   (parent.empty() ? std::string(".") : parent.string()) +
-                  "): " + std::strerror(err));
+                  "): " + os_error_text(err));
   }
-  ::close(fd);
-  ::unlink(probe.c_str());
+  return remove_stale_temporaries(path);
 }
 
 std::string format_accuracy(double accuracy, double standard_error) {

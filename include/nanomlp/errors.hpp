@@ -2,9 +2,11 @@
 // found, so that the CLI can print it as one line and exit (2 for usage, 1 otherwise).
 #pragma once
 
+#include <cerrno>
 #include <charconv>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace nanomlp {
@@ -43,6 +45,15 @@ class TrainingError : public Error {
  public:
   using Error::Error;
 };
+
+// How error messages name the reason of a failed system call: the C library's text, after a
+// plain statement for the two that users read as a riddle when a write stops half-way.
+inline std::string os_error_text(int err) {
+  const std::string text = std::generic_category().message(err);
+  if (err == ENOSPC) return "the disk is full (" + text + ")";
+  if (err == EDQUOT) return "the disk quota is used up (" + text + ")";
+  return text;
+}
 
 // "a, b, c": how error messages list the valid choices of a setting.
 inline std::string join_names(const std::vector<std::string>& names) {

@@ -59,4 +59,13 @@ SafeTensors read_safetensors_file(const std::string& path);
 // files (models, metrics JSON, checkpoints, reports).
 void write_file_atomic(const std::string& path, const std::string& contents);
 
+// 0 when a new file can be created beside path (tried with "<path>.probe.<pid>", removed at
+// once), else the errno: lets a command refuse an unwritable output before it does the work.
+int probe_new_file(const std::string& path);
+
+// Removes the "<path>.tmp.<pid>" and "<path>.probe.<pid>" files that a killed writer of path
+// left in its folder, when that process is gone (a live one may still be writing). Returns the
+// paths removed.
+std::vector<std::string> remove_stale_temporaries(const std::string& path);
+
 }  // namespace nanomlp

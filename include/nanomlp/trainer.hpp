@@ -102,6 +102,11 @@ struct TrainCallbacks {
   std::function<void(const std::string&)> on_message;
 };
 
+// Throws IoError naming the folder when checkpoint_dir exists and takes no new file (read-only,
+// no permission), so that the run stops before its first epoch, not after it. train() checks
+// this itself; a command calls it earlier to fail before it loads the data.
+void check_checkpoint_dir(const std::string& checkpoint_dir);
+
 // Initialises (or, with resume, restores) the network and trains it. Throws TrainingError on a
 // NaN or infinite loss, naming the epoch and step.
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,

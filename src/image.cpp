@@ -16,6 +16,7 @@
 #include "image_codecs.hpp"
 #include "nanomlp/errors.hpp"
 #include "nanomlp/kernels.hpp"
+#include "nanomlp/safetensors.hpp"
 
 namespace nanomlp {
 namespace {
@@ -515,13 +516,11 @@ std::vector<int> top_classes(const Prediction& prediction, std::size_t k) {
 }
 
 void write_pgm(const std::string& path, const GreyImage& image) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "wb"), std::fclose);
-  if (!file) throw IoError("cannot write " + path + ": " + std::strerror(errno));
-  const bool ok =
-      std::fprintf(file.get(), "P5\n%zu %zu\n255\n", image.width, image.height) > 0 &&
-      std::fwrite(image.pixels.data(), 1, image.pixels.size(), file.get()) == image.pixels.size() &&
-      std::fclose(file.release()) == 0;
-  if (!ok) throw IoError("cannot write " + path + ": " + std::strerror(errno));
+  // Atomically (temp file + rename), like every other output: a full disk leaves no half file.
+  std::string bytes = "P5\n" + std::to_string(image.width) + " " + std::to_string(image.height) +
+                      "\n255\n";
+  bytes.append(image.pixels.begin(), image.pixels.end());
+  write_file_atomic(path, bytes);
 }
 
 GreyImage to_grey_image(const MnistImage& image) {

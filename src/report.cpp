@@ -12,13 +12,16 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
 #include "nanomlp/errors.hpp"
 #include "nanomlp/json_input.hpp"
 #include "nanomlp/metrics.hpp"
+#include "nanomlp/model_io.hpp"
 #include "nanomlp/safetensors.hpp"
 
 namespace nanomlp {
@@ -977,6 +980,94 @@ nlohmann::ordered_json read_metrics_json(const std::string& path) {
     }
   }
   return j;
+}
+
+namespace {
+
+// "784-16-10, relu" for an architecture entry, or what it is when it is not one.
+std::string describe_architecture(const nlohmann::json& arch) {
+  try {
+    return Architecture::from_json(arch.dump(), "").describe();
+  } catch (const std::exception&) {
+    return describe_json(arch);
+  }
+}
+
+// What differs between the architecture the metrics recorded and the model's: the networks'
+// descriptions, or else the keys whose values differ (dataset, normalisation).
+std::string architecture_difference(const nlohmann::json& recorded, const nlohmann::json& model) {
+  const std::string was = describe_architecture(recorded), is = describe_architecture(model);
+  if (was != is) {
+    return "architecture differs: the metrics were written for " + was + " (model has " + is + ")";
+  }
+  std::set<std::string> keys;
+  for (const auto& item : recorded.items()) keys.insert(item.key());
+  for (const auto& item : model.items()) keys.insert(item.key());
+  std::string out;
+  for (const std::string& key : keys) {
+    if (recorded.contains(key) && model.contains(key) && recorded[key] == model[key]) continue;
+    const auto text = [&key](const nlohmann::json& arch) {
+      return arch.contains(key) ? printable(arch[key].dump(), 80) : std::string("nothing");
+    };
+    out += (out.empty() ? "" : "; ") + key + ": the metrics have " + text(recorded) +
+           ", the model has " + text(model);
+  }
+  return "architecture differs (" + is + ") in " + out;
+}
+
+bool is_sha256_hex(const Json& v) {
+  if (!v.is_string()) return false;
+  const std::string& s = v.get_ref<const std::string&>();
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+}  // namespace
+
+nlohmann::ordered_json metrics_model_entry(const SafeTensors& model) {
+  const auto arch = model.metadata.find("architecture");
+  if (arch == model.metadata.end()) {
+    throw std::logic_error("metrics_model_entry: the model's __metadata__ has no architecture");
+  }
+  Json entry;
+  entry["architecture"] = parse_untrusted_json<Json>(arch->second);
+  entry["weights_sha256"] = weights_sha256(model);
+  return entry;
+}
+
+std::string check_metrics_model(const nlohmann::ordered_json& metrics,
+                                const std::string& metrics_path, const SafeTensors& model,
+                                const std::string& model_path) {
+  if (!metrics.contains("model")) {
+    return "metrics file " + metrics_path +
+           " records no architecture or weights hash (written by an older nanomlp), so it cannot "
+           "be checked against model file " +
+           model_path;
+  }
+  const Json& recorded = metrics["model"];
+  if (!recorded.is_object() || !recorded.contains("architecture") ||
+      !recorded["architecture"].is_object() || !recorded.contains("weights_sha256") ||
+      !is_sha256_hex(recorded["weights_sha256"])) {
+    throw DataError("metrics file " + metrics_path +
+                    ": \"model\" should be an object with \"architecture\" (an object) and "
+                    "\"weights_sha256\" (64 lowercase hex digits), found " +
+                    describe_json(nlohmann::json::parse(recorded.dump())));
+  }
+  const Json actual = metrics_model_entry(model);
+  const std::string prefix =
+      "metrics file " + metrics_path + " does not match model file " + model_path + ": ";
+  // Compared as nlohmann::json, whose objects are unordered: keys in another order still match.
+  const auto recorded_arch = nlohmann::json::parse(recorded["architecture"].dump());
+  const auto model_arch = nlohmann::json::parse(actual["architecture"].dump());
+  if (recorded_arch != model_arch) {
+    throw DataError(prefix + architecture_difference(recorded_arch, model_arch));
+  }
+  const std::string& was = recorded["weights_sha256"].get_ref<const std::string&>();
+  const std::string& is = actual["weights_sha256"].get_ref<const std::string&>();
+  if (was != is) {
+    throw DataError(prefix + "weights differ: the metrics were written for another model (hash " +
+                    was + ", model has " + is + ")");
+  }
+  return {};
 }
 
 }  // namespace nanomlp

@@ -71,7 +71,7 @@ void ThreadPool::stop_workers() {
 
 void ThreadPool::set_num_threads(int n) {
   if (n < 1) n = hardware_threads();
-  n = std::min(n, 256);
+  n = std::min(n, kMaxThreads);
   if (n == num_threads_ && static_cast<int>(workers_.size()) == n - 1) return;
   stop_workers();
   num_threads_ = n;

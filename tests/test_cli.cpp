@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -246,6 +247,113 @@ TEST(CliHelp, EvalHelpListsKeyFlags) {
   }
 }
 
+// The `--flag` names in text: "--", a lowercase letter, then letters, digits and dashes.
+std::vector<std::string> flags_in(const std::string& text) {
+  const auto flag_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  };
+  std::vector<std::string> flags;
+  for (std::size_t pos = text.find("--"); pos != std::string::npos; pos = text.find("--", pos)) {
+    std::size_t end = pos + 2;
+    if (end >= text.size() || text[end] < 'a' || text[end] > 'z') {
+      pos = end;
+      continue;
+    }
+    while (end < text.size() && flag_char(text[end])) ++end;
+    const std::string flag = text.substr(pos, end - pos);
+    if (std::find(flags.begin(), flags.end(), flag) == flags.end()) flags.push_back(flag);
+    pos = end;
+  }
+  return flags;
+}
+
+// Whether text names flag itself, not only a longer flag it begins ("--data" in "--data-dir").
+bool names_flag(const std::string& text, const std::string& flag) {
+  for (std::size_t pos = text.find(flag); pos != std::string::npos;
+       pos = text.find(flag, pos + 1)) {
+    const std::size_t end = pos + flag.size();
+    const char next = end < text.size() ? text[end] : ' ';
+    if (!((next >= 'a' && next <= 'z') || (next >= '0' && next <= '9') || next == '-')) return true;
+  }
+  return false;
+}
+
+// README.md's "Command-line reference" section.
+std::string readme_reference() {
+  const Bytes bytes = read_bytes(std::string(NANOMLP_SOURCE_DIR) + "/README.md");
+  const std::string readme(bytes.begin(), bytes.end());
+  const std::size_t begin = readme.find("\n## Command-line reference\n");
+  if (begin == std::string::npos) return {};
+  return readme.substr(begin, readme.find("\n## ", begin + 1) - begin);
+}
+
+// The lines of the reference about one subcommand: its synopsis ("nanomlp SUB ..." and the
+// indented lines after it) and its bullet ("- **SUB** ..." and the lines after it), each up to
+// the next synopsis line, bullet, code fence or blank line.
+std::string reference_entry(const std::string& reference, const std::string& sub) {
+  std::string entry;
+  bool inside = false;
+  for (const std::string& line : lines_of(reference)) {
+    if (line.empty() || line.rfind("nanomlp ", 0) == 0 || line.rfind("- **", 0) == 0 ||
+        line.rfind("```", 0) == 0) {
+      inside =
+          line.rfind("nanomlp " + sub + " ", 0) == 0 || line.rfind("- **" + sub + "**", 0) == 0;
+    }
+    if (inside) entry += line + "\n";
+  }
+  return entry;
+}
+
+// The subcommands `nanomlp --help` lists under "Subcommands:".
+std::vector<std::string> subcommands_in(const std::string& help) {
+  std::vector<std::string> names;
+  bool listed = false;
+  for (const std::string& line : lines_of(help)) {
+    if (line == "Subcommands:") {
+      listed = true;
+    } else if (listed && line.size() > 2 && line.rfind("  ", 0) == 0) {
+      names.push_back(line.substr(2, line.find(' ', 2) - 2));
+    } else {
+      listed = false;
+    }
+  }
+  return names;
+}
+
+// Every flag a --help prints is in the README's reference: the top level's (--help, --version)
+// anywhere in it, each subcommand's in that subcommand's synopsis or bullet, so that a flag
+// added to one command and documented for another does not pass.
+TEST(CliHelp, ReadmeReferenceNamesEveryFlagOfEveryHelp) {
+  const std::string reference = readme_reference();
+  ASSERT_FALSE(reference.empty()) << "no \"## Command-line reference\" in README.md";
+  const CommandResult top = run_cli("--help");
+  ASSERT_EQ(top.exit_code, 0) << top.output;
+  const std::vector<std::string> common = flags_in(top.output);
+  EXPECT_TRUE(std::find(common.begin(), common.end(), "--version") != common.end()) << top.output;
+  for (const std::string& flag : common) {
+    EXPECT_TRUE(names_flag(reference, flag)) << "README's reference does not name " << flag;
+  }
+  const std::vector<std::string> subcommands = subcommands_in(top.output);
+  EXPECT_EQ(subcommands.size(), 7u) << top.output;
+  for (const std::string& sub : subcommands) {
+    SCOPED_TRACE("nanomlp " + sub + " --help");
+    const CommandResult r = run_cli(sub + " --help");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string entry = reference_entry(reference, sub);
+    EXPECT_FALSE(entry.empty()) << "README's reference has no synopsis or bullet for " << sub;
+    std::size_t checked = 0;
+    for (const std::string& flag : flags_in(r.output)) {
+      // --help: every subcommand has it, and the reference says so once.
+      if (std::find(common.begin(), common.end(), flag) != common.end()) continue;
+      ++checked;
+      EXPECT_TRUE(names_flag(entry, flag))
+          << "README's reference for " << sub << " does not name " << flag << "; it has:\n"
+          << entry;
+    }
+    EXPECT_GT(checked, 0u) << r.output;
+  }
+}
+
 TEST(CliHelp, VersionPrintsVersion) {
   const CommandResult r = run_cli("--version");
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -434,9 +542,11 @@ const RejectedFlags kRejectedFlags[] = {
     {"--schedule cosine --warmup-epochs nan", {"--warmup-epochs", "nan"}},
     {"--schedule cosine --warmup-epochs inf", {"--warmup-epochs", "inf"}},
     {"--schedule cosine --epochs 2 --warmup-epochs 3", {"--warmup-epochs", "--epochs", "got 3"}},
-    // --threads: >= 1 when given
-    {"--threads 0", {"--threads", "positive", "got 0"}},
-    {"--threads -1", {"--threads", "got -1"}},
+    // --threads: 1 to 256 when given (CLI11's Range)
+    {"--threads 0", {"--threads", "Value 0 not in range 1 to 256"}},
+    {"--threads -1", {"--threads", "Value -1 not in range 1 to 256"}},
+    {"--threads 257", {"--threads", "Value 257 not in range 1 to 256"}},
+    {"--threads 99999999999", {"--threads", "not in range 1 to 256"}},
     // --epochs, --batch-size: >= 1
     {"--epochs 0", {"--epochs", "got 0"}},
     {"--batch-size 0", {"--batch-size", "got 0"}},
@@ -474,6 +584,29 @@ TEST(CliTrainFlags, RejectsEveryOutOfRangeValueAndIgnoredFlagBeforeLoadingData) 
         run_cli("train --data " + quote(missing_data) + " --out " + quote(out) + " " + c.flags);
     expect_one_error_line(r, 2, c.needles);
     expect_no_model(out);
+  }
+}
+
+// eval, predict and report check --threads while parsing, as train does: with a model file that
+// does not exist, a value let through would fail on the model instead (exit 1). The largest
+// value is accepted and gets as far as the model.
+TEST(CliThreads, EvalPredictAndReportRejectOutOfRangeThreadsBeforeReadingTheModel) {
+  TempDir dir;
+  const std::string model = quote(dir.file("no-such-model.safetensors"));
+  const std::vector<std::string> commands = {
+      "eval --model " + model, "predict --model " + model + " " + quote(dir.file("digit.png")),
+      "report --model " + model + " --metrics-json " + quote(dir.file("no-such-metrics.json")) +
+          " --out " + quote(dir.file("r.html"))};
+  for (const std::string& command : commands) {
+    for (const char* value : {"0", "-1", "257", "99999999999"}) {
+      SCOPED_TRACE(command + " --threads " + value);
+      expect_one_error_line(run_cli(command + " --threads " + value), 2,
+                            {"--threads", "Value " + std::string(value), "not in range 1 to 256"});
+    }
+    SCOPED_TRACE(command + " --threads 256");
+    const CommandResult edge = run_cli(command + " --threads 256");
+    EXPECT_NE(edge.exit_code, 2) << edge.output;
+    EXPECT_TRUE(contains(edge.output, "no-such")) << edge.output;
   }
 }
 
@@ -891,6 +1024,109 @@ TEST(CliTrain, SyntheticTrainWritesMetricsAndModelThatEvalReproduces) {
     total += row;
   }
   EXPECT_EQ(total, kTestCount);
+}
+
+// --- report: metrics of another model are refused ---------------------------------------------
+
+// A model and its metrics (seed 0, 784-16-10), from which the tests pair other models and
+// metrics files for `nanomlp report`.
+class CliReportGuard : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(train("a", "")); }
+  // Trains NAME.safetensors with NAME.json as quick_train_args does, but for the hidden widths;
+  // false (and a test failure) when the run fails.
+  bool train(const std::string& name, const std::string& flags, const std::string& hidden = "16") {
+    const CommandResult r =
+        run_cli("train --data " + quote(data_.root) + " --hidden " + hidden +
+                " --epochs 2 --batch-size 32 --quiet " + kTwoThreads + " --out " +
+                quote(model(name)) + " --metrics-json " + quote(metrics(name)) + " " + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.exit_code == 0;
+  }
+  CommandResult report(const std::string& model_path, const std::string& metrics_path) {
+    return run_cli("report --model " + quote(model_path) + " --metrics-json " +
+                   quote(metrics_path) + " --data " + quote(data_.root) + " " + kTwoThreads +
+                   " --out " + quote(out_));
+  }
+  std::string model(const std::string& name) const { return data_.out(name + ".safetensors"); }
+  std::string metrics(const std::string& name) const { return data_.out(name + ".json"); }
+  std::string hash_of(const std::string& name) const {
+    return read_json_file(metrics(name))["model"]["weights_sha256"].get<std::string>();
+  }
+
+  SyntheticData data_;
+  std::string out_ = data_.out("report.html");
+};
+
+// The metrics record the model file's architecture and the SHA-256 of its data section (checked
+// with sha256sum), and report accepts the pair without a warning.
+TEST_F(CliReportGuard, MetricsRecordTheModelAndReportAcceptsTheirOwnModel) {
+  const Bytes file = read_bytes(model("a"));
+  const Json recorded = read_json_file(metrics("a"))["model"];
+  EXPECT_EQ(recorded["architecture"],
+            Json::parse(header_json(file)["__metadata__"]["architecture"].get<std::string>()));
+  const std::string data_path = data_.out("a.data");
+  write_bytes(data_path, tensor_data(file));
+  const CommandResult sum = run_command("sha256sum " + quote(data_path));
+  ASSERT_EQ(sum.exit_code, 0) << sum.output;
+  EXPECT_EQ(recorded["weights_sha256"], sum.output.substr(0, 64));
+
+  const CommandResult r = report(model("a"), metrics("a"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "report written to")) << r.output;
+  EXPECT_FALSE(contains(r.output, "warning")) << r.output;
+  EXPECT_TRUE(fs::exists(out_));
+}
+
+TEST_F(CliReportGuard, RefusesTheMetricsOfAModelWithOtherWeights) {
+  ASSERT_TRUE(train("b", "--seed 1"));  // the same architecture, other weights
+  ASSERT_NE(hash_of("a"), hash_of("b"));
+  expect_one_error_line(report(model("b"), metrics("a")), 1,
+                        {metrics("a"), model("b"),
+                         "weights differ: the metrics were written for another model (hash " +
+                             hash_of("a") + ", model has " + hash_of("b") + ")"});
+  EXPECT_FALSE(fs::exists(out_));
+}
+
+TEST_F(CliReportGuard, RefusesTheMetricsOfAnotherArchitecture) {
+  ASSERT_TRUE(train("narrow", "", "8"));
+  expect_one_error_line(report(model("narrow"), metrics("a")), 1,
+                        {metrics("a"), model("narrow"), "architecture differs",
+                         "written for 784-16-10, relu (model has 784-8-10, relu)"});
+  // The same layers, other input normalisation: the keys that differ are named.
+  ASSERT_TRUE(train("raw", "--no-normalize"));
+  expect_one_error_line(report(model("raw"), metrics("a")), 1,
+                        {metrics("a"), model("raw"), "architecture differs (784-16-10, relu)",
+                         "normalisation: the metrics have"});
+  EXPECT_FALSE(fs::exists(out_));
+}
+
+// Metrics written before the check (no "model" entry) still make a report, with one warning.
+TEST_F(CliReportGuard, AcceptsOldMetricsWithAWarning) {
+  Json old = read_json_file(metrics("a"));
+  old.erase("model");
+  const std::string old_path = data_.out("old.json");
+  { std::ofstream(old_path) << old.dump(2); }
+  const CommandResult r = report(model("a"), old_path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> warnings;
+  for (const std::string& line : lines_of(r.output)) {
+    if (contains(line, "warning")) warnings.push_back(line);
+  }
+  ASSERT_EQ(warnings.size(), 1u) << r.output;
+  EXPECT_EQ(warnings[0].rfind("nanomlp: warning: metrics file " + old_path, 0), 0u) << warnings[0];
+  EXPECT_TRUE(contains(warnings[0], "cannot be checked against model file " + model("a")))
+      << warnings[0];
+  EXPECT_TRUE(contains(r.output, "report written to")) << r.output;
+}
+
+TEST_F(CliReportGuard, RefusesAMalformedModelEntry) {
+  Json bad = read_json_file(metrics("a"));
+  bad["model"]["weights_sha256"] = "not a hash";
+  const std::string bad_path = data_.out("bad.json");
+  { std::ofstream(bad_path) << bad.dump(2); }
+  expect_one_error_line(report(model("a"), bad_path), 1,
+                        {bad_path, "\"weights_sha256\" (64 lowercase hex digits)"});
 }
 
 // --- determinism ------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--dataset", f->dataset, "Dataset (default: the one the model was trained on)")
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
   app.add_flag("--json", f->json, "Print the result as JSON");
-  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  add_threads_option(app, f->threads);
   return [f] { return run_eval(*f); };
 }
 

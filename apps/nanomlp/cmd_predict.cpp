@@ -155,7 +155,7 @@ Runner add_predict(CLI::App& app) {
   app.add_option("--save-preprocessed", f->save_preprocessed,
                  "Write each 28x28 image the network sees to this folder as a PGM")
       ->type_name("DIR");
-  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  add_threads_option(app, f->threads);
   return [f] { return run_predict(*f); };
 }
 

@@ -1,6 +1,8 @@
 // nanomlp report: write a self-contained HTML report of a trained model from its model file,
-// the --metrics-json document of its training run and the test set.
+// the --metrics-json document of its training run and the test set. A document written for
+// another model (its recorded architecture or weights hash differ) is refused.
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 #include "nanomlp/kernels.hpp"
 #include "nanomlp/model_io.hpp"
 #include "nanomlp/report.hpp"
+#include "nanomlp/safetensors.hpp"
 
 namespace nanomlp::cli {
 namespace {
@@ -31,7 +34,11 @@ int run_report(const ReportFlags& f) {
   }
   kernels::set_num_threads(f.threads);
   nlohmann::ordered_json metrics = read_metrics_json(f.metrics_json);
-  Network<float> net = load_model(f.model);
+  const SafeTensors model = read_safetensors_file(f.model);
+  Network<float> net = model_from_safetensors(model, f.model);
+  // Before the test set is read: metrics of another model would make a report that lies.
+  const std::string warning = check_metrics_model(metrics, f.metrics_json, model, f.model);
+  if (!warning.empty()) std::cerr << "nanomlp: warning: " << warning << std::endl;
   const std::string dataset = f.dataset.empty() ? net.architecture().dataset : f.dataset;
   const DataSplit data = load_dataset(resolve_data_root(f.data), dataset);
   ReportInput input = make_report_input(net, data.test, std::move(metrics), f.model, dataset);
@@ -55,7 +62,7 @@ Runner add_report(CLI::App& app) {
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
   app.add_option("--out", f->out, "HTML file to write")->capture_default_str();
   app.add_option("--title", f->title, "Title of the report");
-  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  add_threads_option(app, f->threads);
   return [f] { return run_report(*f); };
 }
 

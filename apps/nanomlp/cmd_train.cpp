@@ -170,9 +170,9 @@ void print_epoch(const EpochRecord& r, std::size_t epochs) {
 }
 
 // Numeric flags whose explicit value the library cannot tell from a default: TrainOptions uses
-// a negative weight decay for "the optimizer's default", a clip norm of 0 for "no clipping" and
-// threads 0 for "all cores"; the warm-up is a CLI setting in epochs. The other ranges are
-// TrainOptions::validate's and Architecture::validate's.
+// a negative weight decay for "the optimizer's default" and a clip norm of 0 for "no clipping";
+// the warm-up is a CLI setting in epochs. --threads is checked by CLI11 (add_threads_option); the
+// other ranges are TrainOptions::validate's and Architecture::validate's.
 template <typename Given>
 void check_explicit_values(const Given& given, const TrainFlags& f, std::size_t epochs) {
   if (given("--weight-decay") && !(std::isfinite(f.weight_decay) && f.weight_decay >= 0.0)) {
@@ -187,10 +187,6 @@ void check_explicit_values(const Given& given, const TrainFlags& f, std::size_t 
       !(f.warmup_epochs >= 0.0 && f.warmup_epochs <= static_cast<double>(epochs))) {
     throw UsageError("--warmup-epochs: expected a number of epochs from 0 to the run's " +
                      std::to_string(epochs) + " (--epochs), got " + format_number(f.warmup_epochs));
-  }
-  if (given("--threads") && f.threads < 1) {
-    throw UsageError("--threads: expected a positive integer (leave it out for all cores), got " +
-                     std::to_string(f.threads));
   }
 }
 
@@ -285,6 +281,43 @@ void check_outputs(const TrainFlags& f) {
   for (const std::string& p : removed) {
     std::printf("removed %s, left by an interrupted write\n", p.c_str());
   }
+}
+
+// What a finished run hands to its --metrics-json document.
+struct RunRecord {
+  const TrainFlags& flags;
+  const TrainOptions& options;
+  const Architecture& arch;
+  const DataSplit& data;
+  const TrainResult& result;
+  const SafeTensors& saved;  // the model file as written to --out
+};
+
+// The --metrics-json document (README "Command-line reference"): settings, epochs, final, and
+// the model it belongs to, which `nanomlp report` checks.
+nlohmann::ordered_json metrics_document(const RunRecord& run, double load_seconds,
+                                        double total_seconds) {
+  const TrainResult& result = run.result;
+  nlohmann::ordered_json j;
+  j["settings"] = nlohmann::json::parse(run.options.to_json());
+  j["settings"]["architecture"] = nlohmann::json::parse(run.arch.to_json());
+  j["settings"]["dataset"] = run.data.name;
+  j["settings"]["data_dir"] = run.data.dir;
+  j["settings"]["threads"] = kernels::num_threads();
+  j["settings"]["preset"] = run.flags.preset.empty() ? "default" : run.flags.preset;
+  j["epochs"] = result.epochs;
+  j["final"] = {{"test_accuracy", result.test.accuracy},
+                {"test_loss", result.test.loss},
+                {"test_standard_error", result.test.standard_error},
+                {"best_epoch", result.best_epoch},
+                {"stopped_early", result.stopped_early},
+                {"train_seconds", result.train_seconds},
+                {"load_seconds", load_seconds},
+                {"total_seconds", total_seconds},
+                {"peak_rss_mb", peak_rss_mb()}};
+  j["final"]["confusion"] = result.test.confusion;
+  j["model"] = metrics_model_entry(run.saved);
+  return j;
 }
 
 int run_train(CLI::App& app, const TrainFlags& f) {
@@ -416,30 +449,17 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   }
   const TrainResult result = train(net, data, opt, callbacks);
 
-  std::map<std::string, std::string> meta{{"dataset", data.name}, {"training", opt.to_json()}};
-  save_model(f.out, net, meta);
+  const std::map<std::string, std::string> meta{{"dataset", data.name},
+                                                {"training", opt.to_json()}};
+  // Kept, so that the metrics' weights hash is taken from the very tensors written to --out.
+  const SafeTensors saved = model_to_safetensors(net, meta);
+  write_safetensors_file(f.out, saved);
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
   nlohmann::ordered_json j;
   if (!f.metrics_json.empty() || !f.report.empty()) {
-    j["settings"] = nlohmann::json::parse(opt.to_json());
-    j["settings"]["architecture"] = nlohmann::json::parse(arch.to_json());
-    j["settings"]["dataset"] = data.name;
-    j["settings"]["data_dir"] = data.dir;
-    j["settings"]["threads"] = kernels::num_threads();
-    j["settings"]["preset"] = f.preset.empty() ? "default" : f.preset;
-    j["epochs"] = result.epochs;
-    j["final"] = {{"test_accuracy", result.test.accuracy},
-                  {"test_loss", result.test.loss},
-                  {"test_standard_error", result.test.standard_error},
-                  {"best_epoch", result.best_epoch},
-                  {"stopped_early", result.stopped_early},
-                  {"train_seconds", result.train_seconds},
-                  {"load_seconds", load_seconds},
-                  {"total_seconds", total_seconds},
-                  {"peak_rss_mb", peak_rss_mb()}};
-    j["final"]["confusion"] = result.test.confusion;
+    j = metrics_document(RunRecord{f, opt, arch, data, result, saved}, load_seconds, total_seconds);
   }
   if (!f.metrics_json.empty()) write_file_atomic(f.metrics_json, j.dump(2) + "\n");
   if (!f.report.empty()) {
@@ -516,7 +536,7 @@ Runner add_train(CLI::App& app) {
   app.add_flag("--eval-test-every-epoch,!--no-eval-test-every-epoch", f->eval_test_every_epoch,
                "Report the test set after every epoch");
   app.add_option("--seed", f->seed, "Random seed (default 0)");
-  app.add_option("--threads", f->threads, "Threads (default: all cores)");
+  add_threads_option(app, f->threads);
   app.add_option("--out", f->out, "Model file to write")->capture_default_str();
   app.add_option("--metrics-json", f->metrics_json, "Write per-epoch metrics as JSON");
   app.add_option("--report", f->report,

@@ -27,5 +27,9 @@ std::vector<std::string> check_output_path(const std::string& flag, const std::s
 // "97.94% ± 0.14"
 std::string format_accuracy(double accuracy, double standard_error);
 bool stdout_is_terminal();
+// --threads of train, eval, predict and report: 1 to ThreadPool::kMaxThreads (more would be cut
+// to it), checked by CLI11 while parsing, so that 0, a negative or an absurd count is a usage
+// error before any file is read. Left out, the option keeps 0: all cores.
+CLI::Option* add_threads_option(CLI::App& app, int& threads);
 
 }  // namespace nanomlp::cli

@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "nanomlp/errors.hpp"
 #include "nanomlp/safetensors.hpp"
+#include "nanomlp/thread_pool.hpp"
 
 namespace nanomlp::cli {
 
@@ -43,6 +44,11 @@ std::string format_accuracy(double accuracy, double standard_error) {
 
 bool stdout_is_terminal() {
   return ::isatty(STDOUT_FILENO) != 0;
+}
+
+CLI::Option* add_threads_option(CLI::App& app, int& threads) {
+  return app.add_option("--threads", threads, "Threads (default: all cores)")
+      ->check(CLI::Range(1, ThreadPool::kMaxThreads));
 }
 
 }  // namespace nanomlp::cli

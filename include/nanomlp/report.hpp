@@ -11,6 +11,7 @@
 
 #include "nanomlp/data.hpp"
 #include "nanomlp/network.hpp"
+#include "nanomlp/safetensors.hpp"
 #include "nanomlp/trainer.hpp"
 
 namespace nanomlp {
@@ -51,5 +52,18 @@ ReportInput make_report_input(Network<float>& net, const Dataset& test,
 // naming it when it is not valid JSON or not an object with an "epochs" array of epoch records.
 // Messages are one line.
 nlohmann::ordered_json read_metrics_json(const std::string& path);
+
+// The "model" entry of a --metrics-json document: {"architecture": the model file's
+// __metadata__ architecture, parsed; "weights_sha256": weights_sha256(model)}, taken from the
+// tensors written to --out, so that `nanomlp report` can refuse the metrics of another model.
+nlohmann::ordered_json metrics_model_entry(const SafeTensors& model);
+
+// Checks that `metrics` was written for `model`, recomputing the "model" entry from it. Throws
+// DataError, one line naming both files, when the architecture or the weights differ or the
+// entry is malformed. Returns "" when they match, and a one-line warning when the metrics have
+// no entry (written before nanomlp recorded one), so that they cannot be checked.
+std::string check_metrics_model(const nlohmann::ordered_json& metrics,
+                                const std::string& metrics_path, const SafeTensors& model,
+                                const std::string& model_path);
 
 }  // namespace nanomlp

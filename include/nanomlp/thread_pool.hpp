@@ -26,8 +26,10 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  // Total threads taking part in run(), the caller included. n < 1 means all cores.
+  // Total threads taking part in run(), the caller included. n < 1 means all cores; more than
+  // kMaxThreads means kMaxThreads.
   void set_num_threads(int n);
+  static constexpr int kMaxThreads = 256;
   int num_threads() const { return num_threads_; }
   // Slices one job can have: the threads, at most kMaxParts.
   int max_parts() const { return std::min(num_threads_, kMaxParts); }

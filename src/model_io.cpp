@@ -1,7 +1,5 @@
 #include "nanomlp/model_io.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -209,26 +207,6 @@ void save_model(const std::string& path, Network<float>& net,
 
 Network<float> load_model(const std::string& path) {
   return model_from_safetensors(read_safetensors_file(path), path);
-}
-
-std::string weights_sha256(const SafeTensors& st) {
-  const auto free_ctx = [](EVP_MD_CTX* ctx) { EVP_MD_CTX_free(ctx); };
-  const std::unique_ptr<EVP_MD_CTX, decltype(free_ctx)> ctx(EVP_MD_CTX_new(), free_ctx);
-  bool ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
-  for (const TensorEntry& t : st.tensors) {
-    ok = ok && (t.data.empty() || EVP_DigestUpdate(ctx.get(), t.data.data(), t.data.size()) == 1);
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  ok = ok && EVP_DigestFinal_ex(ctx.get(), digest, &length) == 1;
-  if (!ok) throw Error("cannot compute the SHA-256 of the model's weights: OpenSSL failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0x0f];
-  }
-  return hex;
 }
 
 }  // namespace nanomlp

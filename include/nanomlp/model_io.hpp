@@ -29,11 +29,4 @@ void save_model(const std::string& path, Network<float>& net,
 // IoError for a missing file, ModelFormatError for a bad one.
 Network<float> load_model(const std::string& path);
 
-// SHA-256 (OpenSSL), in lowercase hex, of every tensor's raw little-endian bytes (parameters,
-// batch-norm buffers and counters) concatenated in file order, the state_dict order. For a file
-// nanomlp wrote that is its data section, the bytes after the header: `tail -c +$((9 + N)) FILE
-// | sha256sum`, N the header length, prints the same. Names and shapes are left out: the
-// architecture, recorded beside the hash, fixes them.
-std::string weights_sha256(const SafeTensors& st);
-
 }  // namespace nanomlp

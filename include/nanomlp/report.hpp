@@ -53,6 +53,13 @@ ReportInput make_report_input(Network<float>& net, const Dataset& test,
 // Messages are one line.
 nlohmann::ordered_json read_metrics_json(const std::string& path);
 
+// SHA-256 (OpenSSL), in lowercase hex, of every tensor's raw little-endian bytes (parameters,
+// batch-norm buffers and counters) concatenated in file order, the state_dict order. For a file
+// nanomlp wrote that is its data section, the bytes after the header: `tail -c +$((9 + N)) FILE
+// | sha256sum`, N the header length, prints the same. Names and shapes are left out: the
+// architecture, recorded beside the hash, fixes them.
+std::string weights_sha256(const SafeTensors& st);
+
 // The "model" entry of a --metrics-json document: {"architecture": the model file's
 // __metadata__ architecture, parsed; "weights_sha256": weights_sha256(model)}, taken from the
 // tensors written to --out, so that `nanomlp report` can refuse the metrics of another model.

@@ -31,15 +31,15 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/optim.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/sparse.hpp"
-#include "nanomlp/split_step.hpp"
-#include "nanomlp/tensor.hpp"
-#include "nanomlp/thread_pool.hpp"
+#include "nanomlp/core/dataset.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/core/tensor.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/split_step.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/nn/sparse.hpp"
+#include "nanomlp/optim/optim.hpp"
 
 namespace {
 
@@ -307,7 +307,7 @@ void register_elementwise() {
   // The dense input path's gather; the default step reads MNIST sparse instead (below).
   register_kernel("gather_batch/64x784", 0, [](benchmark::State& st) { bm_gather(st, 64); });
   register_kernel("gather_batch/256x784", 0, [](benchmark::State& st) { bm_gather(st, 256); });
-  // The sparse input path of the default step (nanomlp/sparse.hpp), on MNIST-like images
+  // The sparse input path of the default step (nanomlp/nn/sparse.hpp), on MNIST-like images
   // (19% of pixels inked): encode 64 random images, the first layer's forward, its dW and db.
   // Bytes: what each call reads and writes once (images, entries, W or dW).
   register_kernel("sparse_encode/64x784", 1, [](benchmark::State& st) {
@@ -363,10 +363,10 @@ void register_elementwise() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One whole training step of the default network, as src/trainer.cpp runs it on MNIST (minus
+// One whole training step of the default network, as src/train/trainer.cpp runs it on MNIST (minus
 // the schedule and the progress callback): sparse encode, forward, softmax cross-entropy,
 // backward, SGD. On one thread through nanomlp::Network; on several through the split step
-// (nanomlp/split_step.hpp), which runs a whole epoch in one job: there an iteration is
+// (nanomlp/fast/split_step.hpp), which runs a whole epoch in one job: there an iteration is
 // kSplitSteps steps in one job, and the counter steps_per_iteration says so (--lines divides
 // by it). Each iteration reports its whole time, so that Google Benchmark's --benchmark_min_time
 // still bounds the run.

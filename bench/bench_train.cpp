@@ -32,12 +32,12 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/thread_pool.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/train/trainer.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The checkpoint loader (src/checkpoint.cpp), through its public entry point: train() with
+// The checkpoint loader (src/train/checkpoint.cpp), through its public entry point: train() with
 // --resume. Each input becomes DIR/checkpoint-epoch-0001.safetensors in a fresh folder in /tmp
 // and a tiny run (784-1-10, 4 training images, 1 epoch, 1 thread) resumes from it, so the
 // whole path is fuzzed: safetensors parsing, the metadata checks (format, version,
@@ -13,10 +13,10 @@
 #include <string>
 
 #include "fuzz_util.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/thread_pool.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/core/dataset.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/train/trainer.hpp"
 
 namespace fs = std::filesystem;
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "fuzz_util.hpp"
-#include "nanomlp/data.hpp"
+#include "nanomlp/io/data.hpp"
 
 namespace {
 const std::string& images_path() {

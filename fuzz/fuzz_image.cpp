@@ -5,7 +5,7 @@
 #include <span>
 
 #include "fuzz_util.hpp"
-#include "nanomlp/image.hpp"
+#include "nanomlp/io/image.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   nanomlp_fuzz::expect_typed_errors([&] {

@@ -3,9 +3,9 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
-#include "nanomlp/image.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/safetensors.hpp"
+#include "nanomlp/io/image.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::vector<std::uint8_t> bytes(data, data + size);

@@ -1,15 +1,15 @@
 // The JSON body of POST /api/predict: pixels_from_json (HttpError, a nanomlp::Error, for a
 // bad body); the pixels of an accepted body are classified by a small fixed network, as the
-// server does. (How the server reads the Content-Type header is private to src/server.cpp.)
+// server does. (How the server reads the Content-Type header is private to src/app/server.cpp.)
 #include <memory>
 #include <string_view>
 #include <vector>
 
 #include "fuzz_util.hpp"
-#include "nanomlp/image.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/server.hpp"
+#include "nanomlp/app/server.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/io/image.hpp"
+#include "nanomlp/nn/network.hpp"
 
 namespace {
 nanomlp::Network<float>& network() {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
+#include "nanomlp/core/errors.hpp"
 
 namespace nanomlp_fuzz {
 

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <functional>
 
-#include "nanomlp/layers.hpp"
-#include "nanomlp/rng.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/nn/layers.hpp"
 
 namespace nanomlp::testing {
 

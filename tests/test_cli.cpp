@@ -661,7 +661,7 @@ TEST_F(CliUsageError, EvalWithoutModel) {
 }
 
 // BUG: --val-split is checked against the training set only in TrainOptions::validate
-// (src/trainer.cpp) when train() calls it, after run_train() in apps/nanomlp/cmd_train.cpp has
+// (src/train/trainer.cpp) when train() calls it, after run_train() in apps/nanomlp/cmd_train.cpp has
 // printed its banner (the data line, the model summary table and the settings line), so the
 // usage error is not the only line of output. Expected: run_train() calls
 // opt.validate(data.train.count) right after load_dataset(), before printing anything. The exit

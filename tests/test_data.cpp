@@ -1,4 +1,4 @@
-#include "nanomlp/data.hpp"
+#include "nanomlp/io/data.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
+#include "nanomlp/core/errors.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -1,7 +1,7 @@
 // nanomlp download: mirrors, checksums, atomic writes, skipping valid files, error messages.
 // Every test serves files from a local HTTP server on 127.0.0.1 inside this process, with short
 // libcurl timeouts, so nothing here touches the network.
-#include "nanomlp/download.hpp"
+#include "nanomlp/app/download.hpp"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/io/data.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

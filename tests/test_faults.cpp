@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/data.hpp"
+#include "nanomlp/core/dataset.hpp"
 #include "test_util.hpp"
 
 extern char** environ;

@@ -19,12 +19,12 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/image.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/rng.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/image.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/nn/network.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

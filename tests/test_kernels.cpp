@@ -4,8 +4,8 @@
 #include <cmath>
 #include <vector>
 
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/rng.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/nn/kernels.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

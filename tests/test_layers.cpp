@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "gradcheck.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/layers.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/layers.hpp"
 
 namespace nanomlp {
 namespace {

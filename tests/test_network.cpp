@@ -8,10 +8,10 @@
 #include <cmath>
 
 #include "gradcheck.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/network.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/network.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
-#include "nanomlp/optim.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/optim/optim.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -1,7 +1,7 @@
 // The HTML training report: charts, confusion heat map, per-class metrics, misclassified images,
 // settings, escaping and self-containment on synthetic inputs; the page in headless Chromium;
 // and the `nanomlp report` subcommand (on real MNIST when available).
-#include "nanomlp/report.hpp"
+#include "nanomlp/app/report.hpp"
 
 #include <gtest/gtest.h>
 
@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
-#include "nanomlp/metrics.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/rng.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/train/metrics.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

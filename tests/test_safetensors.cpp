@@ -1,4 +1,4 @@
-#include "nanomlp/safetensors.hpp"
+#include "nanomlp/io/safetensors.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
+#include "nanomlp/core/errors.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -30,12 +30,12 @@
 #include <thread>
 #include <vector>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/image.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/server.hpp"
+#include "nanomlp/app/server.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/image.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/nn/network.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -1,4 +1,4 @@
-// The sparse input path (nanomlp/sparse.hpp) against the naive oracle: odd batch sizes (blocks
+// The sparse input path (nanomlp/nn/sparse.hpp) against the naive oracle: odd batch sizes (blocks
 // that are not full), widths that are not multiples of the SIMD width, empty and fully inked
 // images, with and without the normalisation shift.
 #include <gmock/gmock.h>
@@ -9,14 +9,14 @@
 #include <vector>
 
 #include "gradcheck.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/layers.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/sparse.hpp"
-#include "nanomlp/thread_pool.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/core/dataset.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/layers.hpp"
+#include "nanomlp/nn/sparse.hpp"
+#include "nanomlp/train/trainer.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

@@ -1,4 +1,4 @@
-// The split step (nanomlp/split_step.hpp) against the one-thread trainer: which runs it
+// The split step (nanomlp/fast/split_step.hpp) against the one-thread trainer: which runs it
 // takes, that moving weights and optimizer state into parts and back loses nothing, that its
 // steps follow the serial ones (2 and 3 parts, widths that are not multiples of 16, a last
 // batch of one row), how it cuts the pixels (the head, which also takes every row through the
@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/split_step.hpp"
-#include "nanomlp/thread_pool.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/split_step.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/train/trainer.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {

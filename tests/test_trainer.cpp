@@ -11,14 +11,14 @@
 #include <string>
 #include <vector>
 
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/network.hpp"
-#include "nanomlp/rng.hpp"
-#include "nanomlp/safetensors.hpp"
-#include "nanomlp/split_step.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/rng.hpp"
+#include "nanomlp/fast/split_step.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/safetensors.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/train/trainer.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {
@@ -362,7 +362,7 @@ TEST_F(TrainerTest, ResumeIsExactForSgdWithNesterovMomentum) {
 }
 
 TEST_F(TrainerTest, ResumeIsExactOnTheSplitStep) {
-  // Sparse input, one hidden layer, two threads: the split step (nanomlp/split_step.hpp) trains,
+  // Sparse input, one hidden layer, two threads: the split step (nanomlp/fast/split_step.hpp) trains,
   // and its momentum buffers go through the checkpoints of the whole network and come back.
   TrainOptions o = options();
   o.sparse_input = "on";

@@ -18,8 +18,8 @@
 
 #include <zlib.h>
 
-#include "nanomlp/data.hpp"
-#include "nanomlp/rng.hpp"
+#include "nanomlp/core/dataset.hpp"
+#include "nanomlp/core/rng.hpp"
 
 namespace nanomlp::testing {
 

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/download.hpp"
-#include "nanomlp/errors.hpp"
+#include "nanomlp/app/download.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/io/data.hpp"
 
 namespace nanomlp::cli {
 namespace {

@@ -6,10 +6,10 @@
 #include <optional>
 
 #include "commands.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/train/trainer.hpp"
 
 namespace nanomlp::cli {
 namespace {

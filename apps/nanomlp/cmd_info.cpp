@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/safetensors.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/safetensors.hpp"
 
 namespace nanomlp::cli {
 namespace {

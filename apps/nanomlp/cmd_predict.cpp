@@ -1,5 +1,5 @@
 // nanomlp predict: classify image files (PNG, JPEG, PGM, ...) with a model file, after MNIST's
-// own preprocessing (see include/nanomlp/image.hpp). A file that cannot be read or holds no
+// own preprocessing (see include/nanomlp/io/image.hpp). A file that cannot be read or holds no
 // digit gets one error line (or a JSON object with "error"); the others are still classified,
 // and the exit code is 1 if any file failed.
 #include <cmath>
@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/image.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/model_io.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/image.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/nn/kernels.hpp"
 
 namespace nanomlp::cli {
 namespace {

@@ -8,11 +8,11 @@
 #include <string>
 
 #include "commands.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/report.hpp"
-#include "nanomlp/safetensors.hpp"
+#include "nanomlp/app/report.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/safetensors.hpp"
+#include "nanomlp/nn/kernels.hpp"
 
 namespace nanomlp::cli {
 namespace {

@@ -1,5 +1,5 @@
 // nanomlp serve: the model behind an HTTP server, with a page to draw digits on (see
-// include/nanomlp/server.hpp). Prints the URL, logs one line per request on stderr, and stops
+// include/nanomlp/app/server.hpp). Prints the URL, logs one line per request on stderr, and stops
 // cleanly (exit 0) on SIGINT or SIGTERM once the requests in progress are answered.
 #include <unistd.h>
 
@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "commands.hpp"
-#include "nanomlp/server.hpp"
+#include "nanomlp/app/server.hpp"
 
 namespace nanomlp::cli {
 namespace {

@@ -15,15 +15,16 @@
 #include <utility>
 
 #include "commands.hpp"
-#include "nanomlp/data.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/kernels.hpp"
-#include "nanomlp/metrics.hpp"
-#include "nanomlp/model_io.hpp"
-#include "nanomlp/report.hpp"
-#include "nanomlp/safetensors.hpp"
-#include "nanomlp/thread_pool.hpp"
-#include "nanomlp/trainer.hpp"
+#include "nanomlp/app/report.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/core/version.hpp"
+#include "nanomlp/io/data.hpp"
+#include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/safetensors.hpp"
+#include "nanomlp/nn/kernels.hpp"
+#include "nanomlp/train/metrics.hpp"
+#include "nanomlp/train/trainer.hpp"
 
 namespace nanomlp::cli {
 namespace {
@@ -400,10 +401,10 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   Network<float> net(arch);
   if (!f.quiet) {
     std::printf(
-        "nanomlp 0.1.0 | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
+        "nanomlp %s | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
         " | %d threads | BLAS: %s\n",
-        data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count, load_seconds,
-        kernels::num_threads(), kernels::blas_info());
+        kVersion, data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count,
+        load_seconds, kernels::num_threads(), kernels::blas_info());
     std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
     std::printf(
         "settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "

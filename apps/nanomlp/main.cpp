@@ -11,9 +11,10 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "nanomlp/errors.hpp"
-#include "nanomlp/safetensors.hpp"
-#include "nanomlp/thread_pool.hpp"
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/core/version.hpp"
+#include "nanomlp/io/safetensors.hpp"
 
 namespace nanomlp::cli {
 
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
   using namespace nanomlp;
   CLI::App app{"nanomlp: train, evaluate and use multilayer perceptrons on MNIST-format data"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "nanomlp 0.1.0");
+  app.set_version_flag("--version", std::string("nanomlp ") + kVersion);
   std::vector<std::pair<CLI::App*, cli::Runner>> runners;  // in --help order
   auto add = [&](const char* name, const char* help, cli::Runner (*fn)(CLI::App&)) {
     CLI::App* sub = app.add_subcommand(name, help);

@@ -1,0 +1,111 @@
+// Training the one-hidden-layer network (the original's 784-128-10) on several threads.
+// Thread p owns a stretch of pixels K_p: those rows of W1 (D, H), their gradient and optimizer
+// state, in memory of its own, and the images' pixels K_p, which it encodes itself. Part 0, the
+// head, also owns b1, W2 and b2 and takes every row of the batch through the rest of the step:
+//
+//   every part  encode   S_p = the pixels K_p of every image of the batch, without background
+//                        (sparse.hpp); done one step ahead, while the part would otherwise wait
+//               forward  y_p (N, H) = S_p W1_p + shift 1 1^T W1_p    (its share of x W1)
+//                        plus b1 in the head's y_0                    [workers hand y_p over]
+//   the head    rows     pre = y_0 + y_1 + ...;  a = act(pre);  z = a W2 + b2;  the loss
+//                        dpre = act'(pre) * (dz W2^T)                     [hands dpre over]
+//                        dW2 = a^T dz;  db2 = 1^T dz;  db1 = 1^T dpre;  steps b1, W2, b2
+//   every part  update   dW1_p = S_p^T dpre + shift 1 db1;  steps W1_p
+//
+// The parts hand each other two things per step, each through one counter: the workers' y_p
+// to the head, the head's dpre to the workers. No part waits for all the others at a barrier:
+// while the head works through the rows, each worker encodes its pixels of the next batch,
+// and the head gets a smaller stretch of pixels to make up for its rows (head_share()). The
+// weights never move between cores; only y_p and dpre do, (N, H) each. The head's rows phase
+// is the one-thread step's, on the same shapes.
+//
+// Splitting the batch instead, with every thread reading all of W1, moved the 400 KB of weights
+// between the cores' caches at every step and ran slower than one thread on the 2-core
+// development machine. Splitting the rows' phase over the parts too (each part taking N/P rows,
+// then summing the parts' dW2, db2 and db1) cost two barriers per step and ran 1.63-1.76x as
+// fast as one thread in training, against 1.79-1.89x with one head (make bench, 2 cores).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "nanomlp/core/dataset.hpp"
+#include "nanomlp/nn/network.hpp"
+#include "nanomlp/nn/sparse.hpp"
+#include "nanomlp/optim/optim.hpp"
+
+namespace nanomlp {
+
+class SplitStep {
+ public:
+  // Pixels per part at least. Not measured (the development machine has 2 cores): a bound so
+  // that the work every part repeats at each step (waiting, its (N, H) partial output) stays
+  // small next to its share of the pixels.
+  static constexpr std::size_t kMinPixelsPerPart = 64;
+
+  // How many parts a run can use: 0 unless the network is Linear, activation, Linear (no batch
+  // norm, no dropout), the input is read sparse, at least two threads work, and gradients are
+  // not clipped (their global norm would need every part's gradients at one place).
+  static int parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
+                       bool sparse_input, int threads);
+
+  // Parts for `arch`, stepped by optimizers configured like `config`. Each thread allocates its
+  // own part, so that no two parts share a cache line or a prefetcher's reach. The pixels are
+  // cut by their weight, 1 plus the number of the first 10,000 images of `ink_of` that ink
+  // them (all equal without it): the head gets head_share() of the total, the other parts
+  // equal shares of the rest.
+  SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
+            const Dataset* ink_of = nullptr);
+
+  // The head's share of the pixels' work, for images with `ink` inked pixels on average. Its
+  // rows phase costs r times the per-pixel work of a step (encoding, forward, weight gradient
+  // and update of every pixel), so each of P parts should take (1 + r) / P of that work and
+  // the head (1 + r) / P - r of it in pixels. Per image, the rows cost about H (3K + 16)
+  // multiply-adds (three products with the K-wide output layer, the activation, the softmax
+  // and copies), the pixels about 1.8 H per inked pixel (forward and weight gradient) and 25
+  // per pixel (encoding). These weights come from timing the default step's phases on the
+  // development machine: r = 0.11, a head share of 0.446 on two threads, in the middle of the
+  // shares 0.43-0.45 that ran fastest (73.5-75 us per step, against 77-86 us at 0.40 and 0.50).
+  static double head_share(const Architecture& arch, double ink, std::size_t parts);
+
+  // The first pixel of each part, then D: parts + 1 numbers.
+  const std::vector<std::size_t>& pixel_cuts() const { return cuts_; }
+  ~SplitStep();
+  SplitStep(const SplitStep&) = delete;
+  SplitStep& operator=(const SplitStep&) = delete;
+
+  int parts() const { return static_cast<int>(parts_.size()); }
+
+  // Copies the network's weights and the optimizer's state and step count into the parts.
+  void load(Network<float>& net, Optimizer& optimizer);
+  // Copies them back: after store(), net and optimizer are those of a run that took the same
+  // steps on one thread (up to the order of the sums over parts).
+  void store(Network<float>& net, Optimizer& optimizer);
+
+  // Called on the calling thread (the head's) after each step's loss is known, while the other
+  // parts update their weights: step, rows, summed loss of the batch, correct predictions,
+  // learning rate. If it throws, every part still completes that step, then run() rethrows.
+  using StepFn = std::function<void(std::size_t, std::size_t, double, std::size_t, double)>;
+
+  struct Outcome {
+    std::size_t steps = 0;  // steps taken
+    double bad_loss = 0;    // the loss that stopped the run early (NaN or infinite), if any
+  };
+
+  // Trains on the rows idx[0..n) of `data` in batches of B, ceil(n / B) steps, the first with
+  // the schedule's step `first_step`. Stops before updating at a step whose loss is not finite.
+  Outcome run(const Dataset& data, const std::uint32_t* idx, std::size_t n, std::size_t B,
+              const ScheduleConfig& schedule, std::int64_t first_step, float label_smoothing,
+              const StepFn& after_step);
+
+ private:
+  struct Part;
+  Architecture arch_;
+  std::vector<std::unique_ptr<Part>> parts_;
+  std::vector<std::size_t> cuts_;  // (parts + 1) part p owns pixels [cuts_[p], cuts_[p + 1])
+};
+
+}  // namespace nanomlp

@@ -1,0 +1,288 @@
+#include "nanomlp/nn/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "nanomlp/core/errors.hpp"
+#include "nanomlp/core/json_input.hpp"
+
+namespace nanomlp {
+
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names{"relu", "leaky_relu", "tanh", "gelu"};
+  return names;
+}
+
+const std::vector<std::string>& init_names() {
+  static const std::vector<std::string> names{"auto", "he", "xavier"};
+  return names;
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> make_activation(const std::string& name) {
+  if (name == "relu") return std::make_unique<ReLU<T>>();
+  if (name == "leaky_relu") return std::make_unique<LeakyReLU<T>>();
+  if (name == "tanh") return std::make_unique<Tanh<T>>();
+  if (name == "gelu") return std::make_unique<GELU<T>>();
+  throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
+                   name + "'");
+}
+
+template std::unique_ptr<Layer<float>> make_activation<float>(const std::string&);
+template std::unique_ptr<Layer<double>> make_activation<double>(const std::string&);
+
+void Architecture::validate() const {
+  if (input_dim == 0) throw UsageError("architecture: input_dim must be positive, got 0");
+  if (num_classes < 2) {
+    throw UsageError("architecture: num_classes must be at least 2, got " +
+                     std::to_string(num_classes));
+  }
+  for (std::size_t h : hidden) {
+    if (h == 0) throw UsageError("--hidden: expected positive widths, got a width of 0");
+  }
+  if (std::find(activation_names().begin(), activation_names().end(), activation) ==
+      activation_names().end()) {
+    throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
+                     activation + "'");
+  }
+  if (!(dropout >= 0.0 && dropout < 1.0)) {
+    throw UsageError("--dropout: expected a probability in [0, 1), got " + format_number(dropout));
+  }
+  if (!(norm_std > 0.0) || !std::isfinite(norm_mean)) {
+    throw UsageError("architecture: normalisation std must be positive");
+  }
+}
+
+std::string Architecture::describe() const {
+  std::ostringstream s;
+  s << input_dim;
+  for (std::size_t h : hidden) s << '-' << h;
+  s << '-' << num_classes << ", " << activation;
+  if (batch_norm) s << ", batch-norm";
+  if (dropout > 0) s << ", dropout " << dropout;
+  return s.str();
+}
+
+std::string Architecture::to_json() const {
+  nlohmann::ordered_json j;
+  j["input_dim"] = input_dim;
+  j["hidden"] = hidden;
+  j["num_classes"] = num_classes;
+  j["activation"] = activation;
+  j["batch_norm"] = batch_norm;
+  j["dropout"] = dropout;
+  j["dataset"] = dataset;
+  j["normalisation"] = {{"divide_by", 255}, {"mean", norm_mean}, {"std", norm_std}};
+  // The nn.Sequential this file's tensors belong to, for readers other than nanomlp.
+  std::vector<std::string> modules;
+  std::size_t in = input_dim;
+  auto add_linear = [&](std::size_t out) {
+    modules.push_back("Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")");
+    in = out;
+  };
+  for (std::size_t h : hidden) {
+    add_linear(h);
+    if (batch_norm) modules.push_back("BatchNorm1d(" + std::to_string(h) + ")");
+    modules.push_back(activation == "relu"         ? "ReLU()"
+                      : activation == "leaky_relu" ? "LeakyReLU(0.01)"
+                      : activation == "tanh"       ? "Tanh()"
+                                                   : "GELU()");
+    if (dropout > 0) modules.push_back("Dropout(" + std::to_string(dropout) + ")");
+  }
+  add_linear(num_classes);
+  j["modules"] = modules;
+  return j.dump();
+}
+
+Architecture Architecture::from_json(const std::string& text, const std::string& source) {
+  Architecture a;
+  try {
+    const auto j = parse_untrusted_json(text);
+    a.input_dim = j.at("input_dim").get<std::size_t>();
+    a.hidden = j.at("hidden").get<std::vector<std::size_t>>();
+    a.num_classes = j.at("num_classes").get<std::size_t>();
+    a.activation = j.at("activation").get<std::string>();
+    a.batch_norm = j.value("batch_norm", false);
+    a.dropout = j.value("dropout", 0.0);
+    a.dataset = j.value("dataset", std::string("mnist"));
+    if (j.contains("normalisation")) {
+      a.norm_mean = j["normalisation"].value("mean", 0.0);
+      a.norm_std = j["normalisation"].value("std", 1.0);
+    }
+    a.validate();
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
+  } catch (const JsonInputError& e) {
+    throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
+  } catch (const UsageError& e) {
+    throw ModelFormatError(source + ": invalid architecture in __metadata__: " + e.what());
+  }
+  return a;
+}
+
+template <typename T>
+Network<T>::Network(Architecture arch) : arch_(std::move(arch)) {
+  arch_.validate();
+  // Module indices follow nn.Sequential, so parameter names match a PyTorch state dict.
+  std::size_t in = arch_.input_dim;
+  auto index = [this] { return std::to_string(layers_.size()) + "."; };
+  for (std::size_t h : arch_.hidden) {
+    layers_.push_back(std::make_unique<Dense<T>>(in, h, index()));
+    if (arch_.batch_norm) layers_.push_back(std::make_unique<BatchNorm<T>>(h, index()));
+    layers_.push_back(make_activation<T>(arch_.activation));
+    if (arch_.dropout > 0.0) layers_.push_back(std::make_unique<Dropout<T>>(arch_.dropout));
+    in = h;
+  }
+  layers_.push_back(std::make_unique<Dense<T>>(in, arch_.num_classes, index()));
+  outs_.resize(layers_.size());
+  grads_.resize(layers_.size());
+}
+
+template <typename T>
+void Network<T>::init(Rng& rng, const std::string& scheme) {
+  if (std::find(init_names().begin(), init_names().end(), scheme) == init_names().end()) {
+    throw UsageError("--init: expected one of " + join_names(init_names()) + ", got '" + scheme +
+                     "'");
+  }
+  const bool xavier = scheme == "xavier" || (scheme == "auto" && arch_.activation == "tanh");
+  for (auto& layer : layers_) {
+    if (auto* dense = dynamic_cast<Dense<T>*>(layer.get())) {
+      Mat<T>& W = dense->W_;  // (D, H)
+      const double fan_in = static_cast<double>(W.rows());
+      const double fan_out = static_cast<double>(W.cols());
+      const double stddev = xavier ? std::sqrt(2.0 / (fan_in + fan_out)) : std::sqrt(2.0 / fan_in);
+      // Drawn in the order of PyTorch's (out, in) weight, so a seed gives the same model file
+      // whatever layout the layer keeps.
+      for (std::size_t h = 0; h < W.cols(); ++h) {
+        for (std::size_t d = 0; d < W.rows(); ++d) W(d, h) = static_cast<T>(rng.normal() * stddev);
+      }
+      dense->b_.fill(T(0));
+    } else if (auto* bn = dynamic_cast<BatchNorm<T>*>(layer.get())) {
+      bn->gamma_.fill(T(1));
+      bn->beta_.fill(T(0));
+      bn->running_mean_.fill(T(0));
+      bn->running_var_.fill(T(1));
+      bn->num_batches_tracked_ = 0;
+    }
+  }
+}
+
+template <typename T>
+const Mat<T>& Network<T>::forward(const Mat<T>& x, bool training) {
+  const Mat<T>* in = &x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, outs_[i], training);
+    in = &outs_[i];
+  }
+  return *in;
+}
+
+template <typename T>
+const Mat<T>& Network<T>::infer(const Mat<T>& x) {
+  const Mat<T>* in = &x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->infer(*in, outs_[i]);
+    in = &outs_[i];
+  }
+  return *in;
+}
+
+template <typename T>
+const Mat<T>& Network<T>::forward(const SparseBatch& x, bool training) {
+  auto* first = layers_.empty() ? nullptr : dynamic_cast<Dense<T>*>(layers_[0].get());
+  if (first == nullptr) throw std::logic_error("Network: sparse input needs a Linear first layer");
+  first->forward(x, outs_[0]);
+  const Mat<T>* in = &outs_[0];
+  for (std::size_t i = 1; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, outs_[i], training);
+    in = &outs_[i];
+  }
+  return *in;
+}
+
+template <typename T>
+void Network<T>::backward(const Mat<T>& dlogits) {
+  const Mat<T>* dy = &dlogits;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    Mat<T>* dx = i > 0 ? &grads_[i] : nullptr;
+    layers_[i]->backward(*dy, dx);
+    dy = dx;
+  }
+}
+
+template <typename T>
+std::vector<Param<T>> Network<T>::params() {
+  std::vector<Param<T>> all;
+  for (auto& layer : layers_) {
+    for (auto& p : layer->params()) all.push_back(p);
+  }
+  return all;
+}
+
+template <typename T>
+std::vector<Buffer<T>> Network<T>::buffers() {
+  std::vector<Buffer<T>> all;
+  for (auto& layer : layers_) {
+    for (auto& b : layer->buffers()) all.push_back(b);
+  }
+  return all;
+}
+
+template <typename T>
+std::size_t Network<T>::num_params() {
+  std::size_t n = 0;
+  for (const auto& p : params()) n += p.value->size();
+  return n;
+}
+
+template <typename T>
+void Network<T>::set_rng(Rng* rng) {
+  for (auto& layer : layers_) layer->set_rng(rng);
+}
+
+std::string with_thousands(std::size_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string model_summary(Network<float>& net) {
+  std::ostringstream s;
+  char line[160];
+  std::snprintf(line, sizeof line, "  %-5s %-12s %-14s %12s\n", "index", "module", "output shape",
+                "parameters");
+  s << line;
+  std::size_t width = net.architecture().input_dim, total = 0, bytes = 0;
+  std::snprintf(line, sizeof line, "  %-5s %-12s %-14s %12s\n", "", "input",
+                ("(N, " + std::to_string(width) + ")").c_str(), "");
+  s << line;
+  for (std::size_t i = 0; i < net.layers().size(); ++i) {
+    Layer<float>& layer = *net.layers()[i];
+    width = layer.out_features(width);
+    std::size_t count = 0;
+    for (const auto& p : layer.params()) count += p.value->size();
+    for (const auto& b : layer.buffers()) bytes += b.value->size() * sizeof(float);
+    bytes += layer.counters().size() * sizeof(std::int64_t);
+    total += count;
+    std::snprintf(line, sizeof line, "  %-5zu %-12s %-14s %12s\n", i, layer.type(),
+                  ("(N, " + std::to_string(width) + ")").c_str(), with_thousands(count).c_str());
+    s << line;
+  }
+  bytes += total * sizeof(float);
+  std::snprintf(line, sizeof line, "  total: %s parameters, %s bytes of tensors (%.1f KiB)\n",
+                with_thousands(total).c_str(), with_thousands(bytes).c_str(),
+                static_cast<double>(bytes) / 1024.0);
+  s << line;
+  return s.str();
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace nanomlp

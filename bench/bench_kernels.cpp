@@ -35,11 +35,13 @@
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/core/tensor.hpp"
 #include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/sparse.hpp"
+#include "nanomlp/fast/sparse_input.hpp"
 #include "nanomlp/fast/split_step.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/network.hpp"
-#include "nanomlp/nn/sparse.hpp"
 #include "nanomlp/optim/optim.hpp"
+#include "nanomlp/train/step.hpp"
 
 namespace {
 
@@ -307,7 +309,7 @@ void register_elementwise() {
   // The dense input path's gather; the default step reads MNIST sparse instead (below).
   register_kernel("gather_batch/64x784", 0, [](benchmark::State& st) { bm_gather(st, 64); });
   register_kernel("gather_batch/256x784", 0, [](benchmark::State& st) { bm_gather(st, 256); });
-  // The sparse input path of the default step (nanomlp/nn/sparse.hpp), on MNIST-like images
+  // The sparse input path of the default step (nanomlp/fast/sparse.hpp), on MNIST-like images
   // (19% of pixels inked): encode 64 random images, the first layer's forward, its dW and db.
   // Bytes: what each call reads and writes once (images, entries, W or dW).
   register_kernel("sparse_encode/64x784", 1, [](benchmark::State& st) {
@@ -363,9 +365,9 @@ void register_elementwise() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One whole training step of the default network, as src/train/trainer.cpp runs it on MNIST (minus
-// the schedule and the progress callback): sparse encode, forward, softmax cross-entropy,
-// backward, SGD. On one thread through nanomlp::Network; on several through the split step
+// One whole training step of the default network, as train() runs it on MNIST (minus the
+// schedule and the progress callback): sparse encode, forward, softmax cross-entropy, backward,
+// SGD. On one thread, plain_step over a SparseBatchPath; on several, the split step
 // (nanomlp/fast/split_step.hpp), which runs a whole epoch in one job: there an iteration is
 // kSplitSteps steps in one job, and the counter steps_per_iteration says so (--lines divides
 // by it). Each iteration reports its whole time, so that Google Benchmark's --benchmark_min_time
@@ -387,7 +389,7 @@ void bm_step(benchmark::State& state, int threads) {
   auto params = net.params();
   const nanomlp::OptimizerConfig config;
   auto opt = nanomlp::make_optimizer(config);
-  const int parts = nanomlp::SplitStep::parts_for(arch, config, true, threads);
+  const int parts = nanomlp::SplitStep::parts_for(arch.input_dim, threads);
   const std::size_t steps_per_iteration = parts > 0 ? kSplitSteps : 1;
   if (parts > 0) {
     nanomlp::SplitStep split(arch, config, parts, &data);
@@ -409,19 +411,17 @@ void bm_step(benchmark::State& state, int threads) {
   } else {
     Matrix dz(B, K);
     std::vector<std::uint8_t> batch_labels(B);
+    nanomlp::SparseBatchPath batch(arch);
     std::size_t start = 0;
     for (auto _ : state) {
       const auto t0 = std::chrono::steady_clock::now();
       if (start + B > kSparseImages) start = 0;
-      s.encode(start, arch.input_scale(), arch.input_shift());
-      for (std::size_t i = 0; i < B; ++i) batch_labels[i] = data.labels[s.idx[start + i]];
+      const std::uint32_t* next =
+          start + 2 * B <= s.idx.size() ? s.idx.data() + start + B : nullptr;
+      batch.gather(data, s.idx.data() + start, B, batch_labels.data(), next);
       start += B;
-      const Matrix& z = net.forward(s.x, true);
-      std::size_t correct = 0;
-      benchmark::DoNotOptimize(kernels::softmax_cross_entropy<float>(
-          z.data(), batch_labels.data(), B, K, 0.0f, dz.data(), &correct));
-      net.backward(dz);
-      opt->step(params, 0.01);
+      benchmark::DoNotOptimize(
+          nanomlp::plain_step(net, batch, batch_labels.data(), 0.0f, *opt, params, 0.01, dz).loss);
       benchmark::ClobberMemory();
       const std::chrono::duration<double> t = std::chrono::steady_clock::now() - t0;
       state.SetIterationTime(t.count());

@@ -34,6 +34,7 @@
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/network.hpp"
@@ -147,7 +148,7 @@ nanomlp::TrainResult train_passes(nanomlp::Network<float>& net, const nanomlp::D
   opt.eval_test_every_epoch = false;
   const double cpu0 = process_cpu_seconds();
   const auto t0 = Clock::now();
-  auto result = nanomlp::train(net, data, opt);
+  auto result = nanomlp::train_planned(net, data, opt);
   const double wall = seconds_since(t0);
   g_cpu_share = (process_cpu_seconds() - cpu0) /
                 (wall * static_cast<double>(nanomlp::kernels::num_threads()));
@@ -318,11 +319,12 @@ int main(int argc, char** argv) {
     if (default_net) {
       for (int t : settings.threads) {
         nanomlp::kernels::set_num_threads(t);
-        nanomlp::evaluate(*default_net, data.test);  // warm-up
+        const auto input = nanomlp::plan_input(default_net->architecture(), data.test);
+        nanomlp::evaluate(*default_net, data.test, nullptr, false, input.get());  // warm-up
         std::vector<double> secs;
         for (int i = 0; i < 7; ++i) {
           const auto t0 = Clock::now();
-          const auto r = nanomlp::evaluate(*default_net, data.test);
+          const auto r = nanomlp::evaluate(*default_net, data.test, nullptr, false, input.get());
           secs.push_back(seconds_since(t0));
           if (r.count != data.test.count) throw nanomlp::Error("evaluate skipped images");
         }

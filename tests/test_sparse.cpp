@@ -1,4 +1,4 @@
-// The sparse input path (nanomlp/nn/sparse.hpp) against the naive oracle: odd batch sizes (blocks
+// The sparse input path (nanomlp/fast/sparse.hpp) against the naive oracle: odd batch sizes (blocks
 // that are not full), widths that are not multiples of the SIMD width, empty and fully inked
 // images, with and without the normalisation shift.
 #include <gmock/gmock.h>
@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "gradcheck.hpp"
@@ -13,9 +14,11 @@
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/plan.hpp"
+#include "nanomlp/fast/sparse.hpp"
+#include "nanomlp/fast/sparse_input.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/layers.hpp"
-#include "nanomlp/nn/sparse.hpp"
 #include "nanomlp/train/trainer.hpp"
 #include "test_util.hpp"
 
@@ -217,11 +220,12 @@ TEST(Sparse, DenseLayerMatchesItsDensePathOnOneAndTwoThreads) {
   const Matrix dW_dense = layer.dW_, db_dense = layer.db_;
 
   std::vector<Matrix> runs;
+  Matrix scratch;
   for (int threads : {1, 2, 2}) {
     kernels::set_num_threads(threads);
     Matrix y;
-    layer.forward(s, y);
-    layer.backward(dy, nullptr);
+    sparse_linear_forward(s, layer, y, scratch);
+    sparse_linear_backward(s, dy, layer);
     for (std::size_t i = 0; i < y.size(); ++i) {
       ASSERT_NEAR(y.data()[i], y_dense.data()[i], 1e-4 * (1 + std::fabs(y_dense.data()[i])));
     }
@@ -240,8 +244,12 @@ TEST(Sparse, DenseLayerMatchesItsDensePathOnOneAndTwoThreads) {
       ASSERT_EQ(runs[r].data()[i], runs[r % 2].data()[i]) << "run " << r << " element " << i;
     }
   }
-  Matrix dx(N, D);
-  EXPECT_THROW(layer.backward(dy, &dx), std::logic_error);
+  // A layer that takes another number of inputs is refused, naming both.
+  Dense<float> wider(D + 1, H, "0.");
+  Matrix y;
+  const std::string msg =
+      message_of<std::invalid_argument>([&] { sparse_linear_forward(s, wider, y, scratch); });
+  EXPECT_NE(msg.find("784 columns, the layer takes 785"), std::string::npos) << msg;
 }
 
 TEST(Sparse, AutoPicksSparseForInkSparseDataAndNarrowFirstLayers) {

@@ -16,6 +16,8 @@
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/plan.hpp"
+#include "nanomlp/fast/sparse_input.hpp"
 #include "nanomlp/fast/split_step.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/network.hpp"
@@ -59,29 +61,56 @@ class SplitStepTest : public ::testing::Test {
   void TearDown() override { kernels::set_num_threads(1); }
 };
 
+// The step the plan picks for a network, options and thread count (fast/plan.hpp).
+std::string planned(const Architecture& a, const OptimizerConfig& optimizer, int threads,
+                    const std::string& sparse_input = "on") {
+  DataSplit data;
+  data.train = inked(200, 1);
+  data.test = inked(50, 2);
+  Network<float> net(a);
+  TrainOptions o;
+  o.optimizer = optimizer;
+  o.sparse_input = sparse_input;
+  return plan_training(net, o, data, threads).description;
+}
+
 TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
   OptimizerConfig sgd;
-  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 2), 2);
-  EXPECT_EQ(SplitStep::parts_for(arch(7), sgd, true, 2), 2);      // any width
-  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 64), 12);  // 784 pixels: 64 or more each
-  Architecture narrow = arch(128);
-  narrow.input_dim = 100;  // fewer than 2 x 64 pixels
-  EXPECT_EQ(SplitStep::parts_for(narrow, sgd, true, 2), 0);
-  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, true, 1), 0);
-  EXPECT_EQ(SplitStep::parts_for(arch(128), sgd, false, 2), 0);  // dense input
+  const auto sgd_optimizer = make_optimizer(sgd);
+  EXPECT_EQ(SplitStep::parts_for(784, 2), 2);
+  EXPECT_EQ(SplitStep::parts_for(784, 64), 12);  // 784 pixels: 64 or more each
+  EXPECT_EQ(SplitStep::parts_for(100, 2), 0);    // fewer than 2 x 64 pixels
+  EXPECT_EQ(SplitStep::parts_for(784, 1), 0);
+  Network<float> wide(arch(128)), narrow(arch(7));
+  EXPECT_TRUE(SplitStep::computes(wide, *sgd_optimizer));
+  EXPECT_TRUE(SplitStep::computes(narrow, *sgd_optimizer));  // any width
+  EXPECT_THAT(planned(arch(128), sgd, 2), HasSubstr("split step on 2 threads, sparse input"));
+  EXPECT_THAT(planned(arch(128), sgd, 64), HasSubstr("split step on 12 threads"));
+  EXPECT_THAT(planned(arch(128), sgd, 1), HasSubstr("plain step (1 thread)"));
+  EXPECT_THAT(planned(arch(128), sgd, 2, "off"),  // dense input
+              HasSubstr("plain step (the split step needs sparse input), dense input"));
+  // The built layers must be exactly Linear, activation, Linear.
   Architecture deep = arch(128);
   deep.hidden = {128, 64};
-  EXPECT_EQ(SplitStep::parts_for(deep, sgd, true, 2), 0);
   Architecture bn = arch(128);
   bn.batch_norm = true;
-  EXPECT_EQ(SplitStep::parts_for(bn, sgd, true, 2), 0);
   Architecture dropout = arch(128);
   dropout.dropout = 0.1;
-  EXPECT_EQ(SplitStep::parts_for(dropout, sgd, true, 2), 0);
+  for (const Architecture& a : {deep, bn, dropout}) {
+    Network<float> net(a);
+    EXPECT_FALSE(SplitStep::computes(net, *sgd_optimizer)) << a.describe();
+    EXPECT_THAT(planned(a, sgd, 2), HasSubstr("plain step (not Linear, activation, Linear)"));
+  }
+  // And the optimizer element-wise: a clipping norm needs every gradient at one place.
   OptimizerConfig clipped;
   clipped.clip_grad_norm = 1.0;
-  EXPECT_EQ(SplitStep::parts_for(arch(128), clipped, true, 2), 0);
+  EXPECT_FALSE(SplitStep::computes(wide, *make_optimizer(clipped)));
+  EXPECT_THAT(planned(arch(128), clipped, 2), HasSubstr("the optimizer is not element-wise"));
   EXPECT_THROW(SplitStep(deep, sgd, 2), std::invalid_argument);
+  // Loading a network it does not compute is refused too.
+  Network<float> deep_net(deep);
+  SplitStep split(arch(128), sgd, 2);
+  EXPECT_THROW(split.load(deep_net, *make_optimizer(sgd)), std::invalid_argument);
 }
 
 TEST_F(SplitStepTest, TheHeadTakesFewerPixelsToMakeUpForItsRows) {
@@ -212,27 +241,20 @@ TEST_F(SplitStepTest, StepsFollowTheSerialStep) {
       for (std::size_t i = 0; i < src.size(); ++i) *dst[i].value = *src[i].value;
     }
 
-    // Serial: the trainer's one-thread step.
+    // Serial: the plain step on one thread, over the same sparse input.
     kernels::set_num_threads(1);
     auto serial_opt = make_optimizer(config);
-    SparseBatch x;
+    SparseBatchPath batch(serial.architecture());
     Matrix dz;
+    std::vector<std::uint8_t> labels(B);
+    const auto params = serial.params();
     std::vector<double> serial_loss;
     for (std::size_t s = 0; s < steps; ++s) {
       const std::size_t N = std::min(B, data.count - s * B);
-      kernels::sparse_reshape(x, N, kImagePixels, serial.architecture().input_shift());
-      std::vector<std::uint8_t> labels(N);
-      for (std::size_t b = 0; b < x.blocks(); ++b) {
-        kernels::sparse_encode_block(x, b, data.images.data(), idx.data() + s * B,
-                                     serial.architecture().input_scale());
-      }
-      for (std::size_t i = 0; i < N; ++i) labels[i] = data.labels[idx[s * B + i]];
-      const Matrix& z = serial.forward(x, true);
-      dz.resize(N, 10);
-      serial_loss.push_back(kernels::softmax_cross_entropy<float>(z.data(), labels.data(), N, 10,
-                                                                  smoothing, dz.data(), nullptr));
-      serial.backward(dz);
-      serial_opt->step(serial.params(), learning_rate(schedule, static_cast<std::int64_t>(s)));
+      batch.gather(data, idx.data() + s * B, N, labels.data());
+      const double lr = learning_rate(schedule, static_cast<std::int64_t>(s));
+      serial_loss.push_back(
+          plain_step(serial, batch, labels.data(), smoothing, *serial_opt, params, lr, dz).loss);
     }
 
     // Split over the parts' threads.
@@ -282,7 +304,7 @@ Network<float> trained(std::size_t epochs, int threads, double lr = 0.1) {
   o.seed = 4;
   o.sparse_input = "on";
   o.schedule.base_lr = lr;
-  train(net, split, o);
+  train_planned(net, split, o);
   return net;
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/nn/kernels.hpp"
@@ -27,7 +28,8 @@ int run_eval(const EvalFlags& f) {
   Network<float> net = load_model(f.model);
   const std::string dataset = f.dataset.empty() ? net.architecture().dataset : f.dataset;
   const DataSplit data = load_dataset(resolve_data_root(f.data), dataset);
-  const EvalResult r = evaluate(net, data.test);
+  const auto input = plan_input(net.architecture(), data.test);
+  const EvalResult r = evaluate(net, data.test, nullptr, false, input.get());
   if (f.json) {
     nlohmann::ordered_json j;
     j["model"] = f.model;

@@ -19,6 +19,7 @@
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/thread_pool.hpp"
 #include "nanomlp/core/version.hpp"
+#include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/io/safetensors.hpp"
@@ -306,6 +307,7 @@ nlohmann::ordered_json metrics_document(const RunRecord& run, double load_second
   j["settings"]["data_dir"] = run.data.dir;
   j["settings"]["threads"] = kernels::num_threads();
   j["settings"]["preset"] = run.flags.preset.empty() ? "default" : run.flags.preset;
+  j["settings"]["plan"] = result.method;
   j["epochs"] = result.epochs;
   j["final"] = {{"test_accuracy", result.test.accuracy},
                 {"test_loss", result.test.loss},
@@ -399,6 +401,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
     arch.norm_std = stats.std;
   }
   Network<float> net(arch);
+  TrainMethod method = plan_training(net, opt, data, ThreadPool::global().max_parts());
   if (!f.quiet) {
     std::printf(
         "nanomlp %s | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
@@ -408,7 +411,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
     std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
     std::printf(
         "settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
-        "%zu epochs, seed %llu%s\n",
+        "%zu epochs, seed %llu%s; plan: %s\n",
         f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
         opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
         opt.optimizer.momentum > 0 ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
@@ -419,7 +422,8 @@ int run_train(CLI::App& app, const TrainFlags& f) {
         opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay, opt.batch_size,
         opt.epochs, static_cast<unsigned long long>(opt.seed),
         opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str()
-                          : "");
+                          : "",
+        method.description.c_str());
     std::fflush(stdout);
   }
   TrainCallbacks callbacks;
@@ -448,7 +452,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
       std::fflush(stdout);
     };
   }
-  const TrainResult result = train(net, data, opt, callbacks);
+  const TrainResult result = train(net, data, opt, callbacks, &method);
 
   const std::map<std::string, std::string> meta{{"dataset", data.name},
                                                 {"training", opt.to_json()}};

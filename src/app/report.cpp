@@ -22,6 +22,7 @@
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/json_input.hpp"
+#include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/io/safetensors.hpp"
@@ -952,7 +953,8 @@ ReportInput make_report_input(Network<float>& net, const Dataset& test,
   in.model_path = model_path;
   in.arch = net.architecture();
   in.dataset = dataset.empty() ? in.arch.dataset : dataset;
-  in.test = evaluate(net, test, nullptr, /*keep_probabilities=*/true);
+  const auto input = plan_input(in.arch, test);
+  in.test = evaluate(net, test, nullptr, /*keep_probabilities=*/true, input.get());
   in.test_images = &test;
   return in;
 }

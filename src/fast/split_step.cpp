@@ -76,15 +76,30 @@ struct SplitStep::Part {
   std::unique_ptr<Layer<float>> act;
 };
 
-int SplitStep::parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
-                         bool sparse_input, int threads) {
-  if (!sparse_input || threads < 2 || arch.hidden.size() != 1 || arch.batch_norm ||
-      arch.dropout > 0.0 || optimizer.clip_grad_norm > 0.0) {
-    return 0;
-  }
-  const auto most = static_cast<int>(arch.input_dim / kMinPixelsPerPart);
+bool SplitStep::computes(Network<float>& net, const Optimizer& optimizer) {
+  const auto& layers = net.layers();
+  if (layers.size() != 3 || !optimizer.elementwise()) return false;
+  const bool linear_ends = dynamic_cast<const Dense<float>*>(layers[0].get()) != nullptr &&
+                           dynamic_cast<const Dense<float>*>(layers[2].get()) != nullptr;
+  const auto act = make_activation<float>(net.architecture().activation);
+  return linear_ends && std::string(layers[1]->type()) == act->type();
+}
+
+int SplitStep::parts_for(std::size_t D, int threads) {
+  const auto most = static_cast<int>(D / kMinPixelsPerPart);
   const int parts = std::min({threads, most, ThreadPool::kMaxParts});
   return parts >= 2 ? parts : 0;
+}
+
+EpochOutcome SplitEpochRunner::run_epoch(Network<float>& net, Optimizer& optimizer,
+                                         const Epoch& epoch, const AfterStep& after_step) {
+  split_.load(net, optimizer);
+  const SplitStep::Outcome done =
+      split_.run(*epoch.data, epoch.order, epoch.n, epoch.batch_size, *epoch.schedule,
+                 epoch.first_step, epoch.label_smoothing, after_step);
+  split_.store(net, optimizer);
+  const std::size_t steps = (epoch.n + epoch.batch_size - 1) / epoch.batch_size;
+  return {done.steps, done.steps < steps, done.bad_loss};
 }
 
 double SplitStep::head_share(const Architecture& arch, double ink, std::size_t parts) {
@@ -126,7 +141,8 @@ std::vector<std::size_t> cut_pixels(const std::vector<double>& weight,
 SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
                      const Dataset* ink_of)
     : arch_(arch) {
-  if (parts_for(arch, config, true, parts) != parts) {
+  if (arch.hidden.size() != 1 || arch.batch_norm || arch.dropout > 0.0 || parts < 2 ||
+      parts != parts_for(arch.input_dim, parts) || config.clip_grad_norm > 0.0) {
     throw std::invalid_argument("SplitStep: " + std::to_string(parts) + " parts for " +
                                 arch.describe());
   }
@@ -163,7 +179,8 @@ SplitStep::~SplitStep() = default;
 
 void SplitStep::load(Network<float>& net, Optimizer& optimizer) {
   std::vector<Param<float>> params = net.params();
-  if (params.size() != kParams || params[kW1].value->cols() != arch_.hidden[0] ||
+  if (!computes(net, optimizer) || params.size() != kParams ||
+      params[kW1].value->cols() != arch_.hidden[0] ||
       params[kW1].value->rows() != arch_.input_dim) {
     throw std::invalid_argument("SplitStep::load: the network is not " + arch_.describe());
   }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/json_input.hpp"
@@ -171,9 +172,11 @@ void Network<T>::init(Rng& rng, const std::string& scheme) {
 }
 
 template <typename T>
-const Mat<T>& Network<T>::forward(const Mat<T>& x, bool training) {
+const Mat<T>& Network<T>::forward(const Mat<T>& x, bool training, std::size_t from) {
+  if (from > layers_.size())
+    throw std::invalid_argument("Network::forward: no layer " + std::to_string(from));
   const Mat<T>* in = &x;
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
+  for (std::size_t i = from; i < layers_.size(); ++i) {
     layers_[i]->forward(*in, outs_[i], training);
     in = &outs_[i];
   }
@@ -191,26 +194,16 @@ const Mat<T>& Network<T>::infer(const Mat<T>& x) {
 }
 
 template <typename T>
-const Mat<T>& Network<T>::forward(const SparseBatch& x, bool training) {
-  auto* first = layers_.empty() ? nullptr : dynamic_cast<Dense<T>*>(layers_[0].get());
-  if (first == nullptr) throw std::logic_error("Network: sparse input needs a Linear first layer");
-  first->forward(x, outs_[0]);
-  const Mat<T>* in = &outs_[0];
-  for (std::size_t i = 1; i < layers_.size(); ++i) {
-    layers_[i]->forward(*in, outs_[i], training);
-    in = &outs_[i];
-  }
-  return *in;
-}
-
-template <typename T>
-void Network<T>::backward(const Mat<T>& dlogits) {
+const Mat<T>& Network<T>::backward(const Mat<T>& dlogits, std::size_t from) {
+  if (from >= layers_.size())
+    throw std::invalid_argument("Network::backward: no layer " + std::to_string(from));
   const Mat<T>* dy = &dlogits;
-  for (std::size_t i = layers_.size(); i-- > 0;) {
+  for (std::size_t i = layers_.size(); i-- > from;) {
     Mat<T>* dx = i > 0 ? &grads_[i] : nullptr;
     layers_[i]->backward(*dy, dx);
     dy = dx;
   }
+  return grads_[from];
 }
 
 template <typename T>

@@ -9,7 +9,6 @@
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/thread_pool.hpp"
-#include "nanomlp/fast/split_step.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/train/train_state.hpp"
 
@@ -22,66 +21,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::size_t first_width(const Architecture& arch) {
-  return arch.hidden.empty() ? arch.num_classes : arch.hidden[0];
-}
-
-// The inputs of a batch in the form the first layer reads fastest: normalised floats (B, D),
-// or the images without their background (nanomlp/nn/sparse.hpp), which for MNIST skips four
-// pixels in five.
-class BatchInput {
- public:
-  BatchInput(bool sparse, const Architecture& arch)
-      : sparse_(sparse),
-        scale_(arch.input_scale()),
-        shift_(arch.input_shift()),
-        first_width_(first_width(arch)) {}
-
-  // Reads the images idx[0..B) and their labels. next_idx, when not null, holds the B rows of
-  // the next batch, whose images the sparse encoder fetches from memory a step ahead.
-  void gather(const Dataset& data, const std::uint32_t* idx, std::size_t B, std::uint8_t* labels,
-              const std::uint32_t* next_idx = nullptr) {
-    const std::size_t D = kImagePixels;
-    for (std::size_t i = 0; i < B; ++i) labels[i] = data.labels[idx[i]];
-    ThreadPool& pool = ThreadPool::global();
-    if (sparse_) {
-      kernels::sparse_reshape(sparse_x_, B, D, shift_);
-      const bool parallel = kernels::sparse_parallel(B, first_width_);
-      pool.for_slices(sparse_x_.blocks(), parallel, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t b = begin; b < end; ++b) {
-          kernels::sparse_encode_block(sparse_x_, b, data.images.data(), D, idx, scale_, next_idx);
-        }
-      });
-      return;
-    }
-    dense_x_.resize(B, D);
-    // Rows are independent: split them over the pool (a tenth of the default step otherwise).
-    pool.for_slices(B, B * D >= 32768, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) {
-        // The images are picked at random from 47 MB: fetch the one after next while
-        // converting this one, so that its 13 cache lines arrive in the shadow of the work.
-        if (i + 2 < end) {
-          const std::uint8_t* ahead = data.image(idx[i + 2]);
-          for (std::size_t b = 0; b < D; b += 64) __builtin_prefetch(ahead + b);
-        }
-        kernels::u8_to_float(data.image(idx[i]), dense_x_.row(i), D, scale_, shift_);
-      }
-    });
-  }
-
-  // Logits (B, K) of the gathered batch.
-  const Matrix& forward(Network<float>& net, bool training) {
-    return sparse_ ? net.forward(sparse_x_, training) : net.forward(dense_x_, training);
-  }
-
- private:
-  bool sparse_;
-  float scale_, shift_;
-  std::size_t first_width_;  // H of the first layer
-  Matrix dense_x_;           // (B, D)
-  SparseBatch sparse_x_;     // (B, D)
-};
-
 // A learning rate to suggest, to 6 significant digits (1e+06, 100000, 0.005).
 std::string format_lr(double lr) {
   std::ostringstream s;
@@ -90,23 +29,6 @@ std::string format_lr(double lr) {
 }
 
 }  // namespace
-
-bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width, bool split) {
-  if (mode == "on") return true;
-  if (mode == "off") return false;
-  if (mode != "auto") {
-    throw UsageError("--sparse-input: expected auto, on or off, got '" + mode + "'");
-  }
-  if (width > kSparseInputMaxWidth) return false;
-  // The first images tell the density well enough.
-  const std::size_t n = std::min<std::size_t>(data.count, 1000) * kImagePixels;
-  if (n == 0) return false;
-  const auto nonzero = static_cast<std::size_t>(
-      std::count_if(data.images.begin(), data.images.begin() + static_cast<std::ptrdiff_t>(n),
-                    [](std::uint8_t u) { return u != 0; }));
-  const double most = split ? kSparseInputMaxDensitySplit : kSparseInputMaxDensity;
-  return static_cast<double>(nonzero) <= most * static_cast<double>(n);
-}
 
 namespace {
 
@@ -164,8 +86,10 @@ void TrainOptions::validate(std::size_t train_count) const {
     throw UsageError("optimizer eps: expected a finite positive number, got " +
                      format_number(optimizer.eps));
   }
-  make_optimizer(optimizer);                     // validates the name
-  use_sparse_input(Dataset{}, sparse_input, 0);  // validates the mode
+  make_optimizer(optimizer);  // validates the name
+  if (sparse_input != "auto" && sparse_input != "on" && sparse_input != "off") {
+    throw UsageError("--sparse-input: expected auto, on or off, got '" + sparse_input + "'");
+  }
   validate_schedule(schedule);
   // Schedule settings.
   expect_unit_interval("--gamma", schedule.gamma, false);
@@ -215,7 +139,8 @@ std::string TrainOptions::to_json() const {
 }
 
 EvalResult evaluate(Network<float>& net, const Dataset& data,
-                    const std::vector<std::uint32_t>* indices, bool keep_probabilities) {
+                    const std::vector<std::uint32_t>* indices, bool keep_probabilities,
+                    BatchPath* input) {
   const std::size_t n = indices != nullptr ? indices->size() : data.count;
   const std::size_t K = net.architecture().num_classes;
   EvalResult r;
@@ -231,16 +156,15 @@ EvalResult evaluate(Network<float>& net, const Dataset& data,
     std::iota(all.begin(), all.end(), 0u);
     indices = &all;
   }
-  BatchInput input(use_sparse_input(data, "auto", first_width(net.architecture())),
-                   net.architecture());
-  Matrix p;
+  DenseBatchPath dense(net.architecture());
+  if (input == nullptr) input = &dense;
   std::vector<std::uint8_t> labels(kBatch);
   double loss = 0.0;
   std::size_t correct = 0;
   for (std::size_t start = 0; start < n; start += kBatch) {
     const std::size_t B = std::min(kBatch, n - start);
-    input.gather(data, indices->data() + start, B, labels.data());
-    const Matrix& z = input.forward(net, /*training=*/false);  // (B, K)
+    input->gather(data, indices->data() + start, B, labels.data());
+    const Matrix& z = input->forward(net, /*training=*/false);  // (B, K)
     std::size_t hits = 0;
     loss +=
         kernels::softmax_cross_entropy<float>(z.data(), labels.data(), B, K, 0.0f, nullptr, &hits);
@@ -261,169 +185,173 @@ EvalResult evaluate(Network<float>& net, const Dataset& data,
   return r;
 }
 
+namespace {
+
+// The validation images are drawn once from the seeded generator, before any shuffle; both
+// sets are kept in index order.
+void split_validation(const TrainOptions& options, std::vector<std::uint32_t>& train_idx,
+                      std::vector<std::uint32_t>& val_idx) {
+  if (options.val_split == 0) return;
+  Rng split_rng(options.seed ^ 0x5eed5eed5eed5eedULL);
+  split_rng.shuffle(train_idx);
+  val_idx.assign(train_idx.end() - static_cast<std::ptrdiff_t>(options.val_split), train_idx.end());
+  train_idx.resize(train_idx.size() - options.val_split);
+  std::sort(val_idx.begin(), val_idx.end());
+  std::sort(train_idx.begin(), train_idx.end());
+}
+
+TrainingError diverged(const TrainOptions& options, std::size_t epoch, std::size_t step,
+                       double loss) {
+  return TrainingError("training diverged at epoch " + std::to_string(epoch) + ", step " +
+                       std::to_string(step + 1) + ": the loss is " +
+                       (std::isnan(loss) ? "NaN" : "infinite") +
+                       "; try a lower learning rate (--lr " + format_lr(options.schedule.base_lr) +
+                       " now, e.g. --lr " + format_lr(options.schedule.base_lr / 10) + ")");
+}
+
+// Early stopping (Prechelt 1998, "Early stopping - but when?"): keeps the weights of the best
+// validation accuracy; true after `patience` epochs without improvement.
+bool early_stop_now(const TrainOptions& options, const EpochRecord& rec, TrainState& state,
+                    Network<float>& net) {
+  if (options.early_stop == 0) return false;
+  if (!state.best_epoch || *rec.val_accuracy > state.best_val_accuracy) {
+    state.best_val_accuracy = *rec.val_accuracy;
+    state.best_epoch = rec.epoch;
+    state.best.take(net);
+    return false;
+  }
+  return rec.epoch - state.best_epoch >= options.early_stop;
+}
+
+// Everything one epoch needs besides the network: the rows, the runner, the evaluation inputs.
+struct EpochPlan {
+  const DataSplit& data;
+  const std::vector<std::uint32_t>& base_idx;
+  const std::vector<std::uint32_t>& val_idx;
+  std::size_t batch_size;
+  ScheduleConfig schedule;  // with the run's steps
+  bool test_every_epoch;
+  EpochRunner& runner;
+  BatchPath& val_input;
+  BatchPath& test_input;
+};
+
+// Shuffles, trains one epoch and evaluates it.
+EpochRecord run_epoch(Network<float>& net, Optimizer& optimizer, const TrainOptions& options,
+                      const EpochPlan& plan, std::size_t epoch, TrainState& state,
+                      std::vector<std::uint32_t>& order, const TrainCallbacks& callbacks) {
+  std::copy(plan.base_idx.begin(), plan.base_idx.end(), order.begin());
+  state.shuffle_rng.shuffle(order);
+  const std::size_t n = order.size(), steps = (n + plan.batch_size - 1) / plan.batch_size;
+  const std::size_t report_every = std::max<std::size_t>(1, steps / 50);
+  const auto t0 = Clock::now();
+  double loss_sum = 0.0, lr = 0.0;
+  std::size_t correct = 0, seen = 0;
+  auto after_step = [&](std::size_t s, std::size_t nb, double batch_loss, std::size_t hits,
+                        double step_lr) {
+    lr = step_lr;
+    ++state.step;
+    loss_sum += batch_loss;
+    correct += hits;
+    seen += nb;
+    if (callbacks.on_progress && ((s + 1) % report_every == 0 || s + 1 == steps)) {
+      callbacks.on_progress(s + 1, steps, loss_sum / static_cast<double>(seen),
+                            static_cast<double>(correct) / static_cast<double>(seen),
+                            seconds_since(t0));
+    }
+  };
+  const Epoch rows{&plan.data.train,
+                   order.data(),
+                   n,
+                   plan.batch_size,
+                   &plan.schedule,
+                   state.step,
+                   static_cast<float>(options.label_smoothing)};
+  const EpochOutcome done = plan.runner.run_epoch(net, optimizer, rows, after_step);
+  if (done.diverged) throw diverged(options, epoch, done.steps, done.bad_loss);
+  EpochRecord rec;
+  rec.epoch = epoch;
+  rec.seconds = seconds_since(t0);
+  rec.lr = lr;
+  rec.train_loss = loss_sum / static_cast<double>(std::max<std::size_t>(1, seen));
+  rec.train_accuracy =
+      static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(1, seen));
+  rec.samples_per_second = static_cast<double>(n) / rec.seconds;
+  if (!plan.val_idx.empty()) {
+    const EvalResult v = evaluate(net, plan.data.train, &plan.val_idx, false, &plan.val_input);
+    rec.val_loss = v.loss;
+    rec.val_accuracy = v.accuracy;
+  }
+  if (plan.test_every_epoch) {
+    const EvalResult t = evaluate(net, plan.data.test, nullptr, false, &plan.test_input);
+    rec.test_loss = t.loss;
+    rec.test_accuracy = t.accuracy;
+  }
+  return rec;
+}
+
+}  // namespace
+
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                  const TrainCallbacks& callbacks) {
+                  const TrainCallbacks& callbacks, TrainMethod* method) {
   options.validate(data.train.count);
+  TrainMethod plain;
+  if (method == nullptr) method = &plain;
   const Architecture& arch = net.architecture();
-  const std::size_t K = arch.num_classes;
+  if (!method->runner) {
+    method->runner = std::make_unique<PlainEpochRunner>(std::make_unique<DenseBatchPath>(arch));
+  }
+  if (!method->val_input) method->val_input = std::make_unique<DenseBatchPath>(arch);
+  if (!method->test_input) method->test_input = std::make_unique<DenseBatchPath>(arch);
 
   TrainState state(options.seed);
-  // The validation images are drawn once from the seeded generator, before any shuffle.
-  std::vector<std::uint32_t> train_idx(data.train.count);
+  std::vector<std::uint32_t> train_idx(data.train.count), val_idx;
   std::iota(train_idx.begin(), train_idx.end(), 0u);
-  std::vector<std::uint32_t> val_idx;
-  if (options.val_split > 0) {
-    Rng split_rng(options.seed ^ 0x5eed5eed5eed5eedULL);
-    split_rng.shuffle(train_idx);
-    val_idx.assign(train_idx.end() - static_cast<std::ptrdiff_t>(options.val_split),
-                   train_idx.end());
-    train_idx.resize(train_idx.size() - options.val_split);
-    std::sort(val_idx.begin(), val_idx.end());
-    std::sort(train_idx.begin(), train_idx.end());
-  }
-  const std::size_t n_train = train_idx.size();
+  split_validation(options, train_idx, val_idx);
   // Every epoch shuffles this same base order, so an epoch's batches depend only on the
   // generator state, which a checkpoint restores: a resumed run sees the same batches.
   const std::vector<std::uint32_t> base_idx = train_idx;
   // A batch larger than the training set is the whole set, one short batch per epoch (as a
   // PyTorch DataLoader gives): the same steps, but buffers the set's size, not the flag's
   // (--batch-size 999999999999 would otherwise end in std::bad_alloc).
-  const std::size_t B = std::min(options.batch_size, std::max<std::size_t>(1, n_train));
-  const std::size_t steps_per_epoch = (n_train + B - 1) / B;
+  const std::size_t B = std::min(options.batch_size, std::max<std::size_t>(1, train_idx.size()));
+  const std::size_t steps_per_epoch = (train_idx.size() + B - 1) / B;
+  EpochPlan plan{data,
+                 base_idx,
+                 val_idx,
+                 B,
+                 options.schedule,
+                 options.eval_test_every_epoch.value_or(options.val_split == 0),
+                 *method->runner,
+                 *method->val_input,
+                 *method->test_input};
+  plan.schedule.steps_per_epoch = static_cast<std::int64_t>(steps_per_epoch);
+  plan.schedule.total_steps = static_cast<std::int64_t>(steps_per_epoch * options.epochs);
 
-  ScheduleConfig schedule = options.schedule;
-  schedule.steps_per_epoch = static_cast<std::int64_t>(steps_per_epoch);
-  schedule.total_steps = static_cast<std::int64_t>(steps_per_epoch * options.epochs);
   auto optimizer = make_optimizer(options.optimizer);
-  const bool test_every_epoch = options.eval_test_every_epoch.value_or(options.val_split == 0);
-
   net.init(state.init_rng, options.init);
   net.set_rng(&state.dropout_rng);
-  std::vector<Param<float>> params = net.params();
-  optimizer->prepare(params);
-
+  optimizer->prepare(net.params());
   TrainResult result;
+  result.method = method->description;
   if (options.resume || !options.checkpoint_dir.empty()) {
     result.resumed_from_epoch =
         prepare_checkpoints(options, net, *optimizer, state, callbacks.on_message);
   }
 
-  // Buffers of the step, allocated once: nothing allocates inside the loop once warm.
-  // With several threads, the one-hidden-layer network read sparse splits its pixels between
-  // them, one thread taking every row through the output layer (nanomlp/fast/split_step.hpp); the
-  // other networks split each product.
-  const int split_parts =
-      SplitStep::parts_for(arch, options.optimizer, true, ThreadPool::global().max_parts());
-  const bool sparse =
-      use_sparse_input(data.train, options.sparse_input, first_width(arch), split_parts > 0);
-  BatchInput input(sparse, arch);
-  Matrix dz(B, K);  // (B, K)
-  std::vector<std::uint8_t> labels(B);
-  std::unique_ptr<SplitStep> split;
-  if (sparse && split_parts > 0) {
-    split = std::make_unique<SplitStep>(arch, options.optimizer, split_parts, &data.train);
-  }
-
   const auto loop_start = Clock::now();
   // A run that early stopping ended before the checkpoint was written stays ended on resume.
-  if (options.early_stop > 0 && state.best_epoch > 0 &&
-      state.epoch - state.best_epoch >= options.early_stop) {
-    result.stopped_early = true;
-  }
+  result.stopped_early = options.early_stop > 0 && state.best_epoch > 0 &&
+                         state.epoch - state.best_epoch >= options.early_stop;
   for (std::size_t epoch = state.epoch + 1; !result.stopped_early && epoch <= options.epochs;
        ++epoch) {
-    std::copy(base_idx.begin(), base_idx.end(), train_idx.begin());
-    state.shuffle_rng.shuffle(train_idx);
-    const auto t0 = Clock::now();
-    double loss_sum = 0.0;
-    std::size_t correct = 0, seen = 0;
-    const std::size_t report_every = std::max<std::size_t>(1, steps_per_epoch / 50);
-    double lr = 0.0;
-    // Bookkeeping after each step, whichever way it was computed.
-    auto after_step = [&](std::size_t s, std::size_t nb, double batch_loss, std::size_t hits,
-                          double step_lr) {
-      lr = step_lr;
-      ++state.step;
-      loss_sum += batch_loss;
-      correct += hits;
-      seen += nb;
-      if (callbacks.on_progress && ((s + 1) % report_every == 0 || s + 1 == steps_per_epoch)) {
-        callbacks.on_progress(s + 1, steps_per_epoch, loss_sum / static_cast<double>(seen),
-                              static_cast<double>(correct) / static_cast<double>(seen),
-                              seconds_since(t0));
-      }
-    };
-    auto diverged = [&](std::size_t s, double batch_loss) {
-      return TrainingError(
-          "training diverged at epoch " + std::to_string(epoch) + ", step " +
-          std::to_string(s + 1) + ": the loss is " + (std::isnan(batch_loss) ? "NaN" : "infinite") +
-          "; try a lower learning rate (--lr " + format_lr(options.schedule.base_lr) +
-          " now, e.g. --lr " + format_lr(options.schedule.base_lr / 10) + ")");
-    };
-    if (split) {
-      split->load(net, *optimizer);
-      const SplitStep::Outcome done =
-          split->run(data.train, train_idx.data(), n_train, B, schedule, state.step,
-                     static_cast<float>(options.label_smoothing), after_step);
-      split->store(net, *optimizer);
-      if (done.steps < steps_per_epoch) throw diverged(done.steps, done.bad_loss);
-    } else {
-      for (std::size_t s = 0; s < steps_per_epoch; ++s) {
-        const std::size_t start = s * B;
-        const std::size_t nb = std::min(B, n_train - start);
-        if (arch.batch_norm && nb < 2) continue;  // batch statistics need two samples
-        const bool next_full = nb == B && start + 2 * B <= n_train;
-        input.gather(data.train, train_idx.data() + start, nb, labels.data(),
-                     next_full ? train_idx.data() + start + B : nullptr);
-        const Matrix& z = input.forward(net, /*training=*/true);  // (nb, K)
-        dz.resize(nb, K);
-        std::size_t hits = 0;
-        const double batch_loss = kernels::softmax_cross_entropy<float>(
-            z.data(), labels.data(), nb, K, static_cast<float>(options.label_smoothing), dz.data(),
-            &hits);
-        if (!std::isfinite(batch_loss)) throw diverged(s, batch_loss);
-        net.backward(dz);
-        const double step_lr = learning_rate(schedule, state.step);
-        optimizer->step(params, step_lr);
-        after_step(s, nb, batch_loss, hits, step_lr);
-      }
-    }
-    EpochRecord rec;
-    rec.epoch = epoch;
-    rec.seconds = seconds_since(t0);
-    rec.lr = lr;
-    rec.train_loss = loss_sum / static_cast<double>(std::max<std::size_t>(1, seen));
-    rec.train_accuracy =
-        static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(1, seen));
-    rec.samples_per_second = static_cast<double>(n_train) / rec.seconds;
-    if (!val_idx.empty()) {
-      const EvalResult v = evaluate(net, data.train, &val_idx);
-      rec.val_loss = v.loss;
-      rec.val_accuracy = v.accuracy;
-    }
-    if (test_every_epoch) {
-      const EvalResult t = evaluate(net, data.test);
-      rec.test_loss = t.loss;
-      rec.test_accuracy = t.accuracy;
-    }
+    const EpochRecord rec =
+        run_epoch(net, *optimizer, options, plan, epoch, state, train_idx, callbacks);
     state.epoch = epoch;
     state.records.push_back(rec);
-    bool stop = false;
-    if (options.early_stop > 0) {
-      // Keep the weights of the best validation accuracy; stop after `patience` epochs
-      // without improvement (Prechelt 1998, "Early stopping - but when?").
-      if (!state.best_epoch || *rec.val_accuracy > state.best_val_accuracy) {
-        state.best_val_accuracy = *rec.val_accuracy;
-        state.best_epoch = epoch;
-        state.best.take(net);
-      } else if (epoch - state.best_epoch >= options.early_stop) {
-        stop = true;
-      }
-    }
+    const bool stop = early_stop_now(options, rec, state, net);
     if (callbacks.on_epoch) callbacks.on_epoch(rec);
-    if (!options.checkpoint_dir.empty()) {
-      write_checkpoint(options, net, *optimizer, state);
-    }
+    if (!options.checkpoint_dir.empty()) write_checkpoint(options, net, *optimizer, state);
     if (stop) {
       result.stopped_early = true;
       if (callbacks.on_message) {
@@ -431,7 +359,6 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
                              std::to_string(options.early_stop) + " epochs; keeping epoch " +
                              std::to_string(state.best_epoch));
       }
-      break;
     }
   }
   if (options.early_stop > 0 && state.best_epoch > 0) {
@@ -440,7 +367,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   }
   result.train_seconds = seconds_since(loop_start);
   result.epochs = state.records;
-  result.test = evaluate(net, data.test, nullptr, false);
+  result.test = evaluate(net, data.test, nullptr, false, method->test_input.get());
   return result;
 }
 

@@ -33,9 +33,10 @@
 #include <vector>
 
 #include "nanomlp/core/dataset.hpp"
+#include "nanomlp/fast/sparse.hpp"
 #include "nanomlp/nn/network.hpp"
-#include "nanomlp/nn/sparse.hpp"
 #include "nanomlp/optim/optim.hpp"
+#include "nanomlp/train/step.hpp"
 
 namespace nanomlp {
 
@@ -46,11 +47,13 @@ class SplitStep {
   // small next to its share of the pixels.
   static constexpr std::size_t kMinPixelsPerPart = 64;
 
-  // How many parts a run can use: 0 unless the network is Linear, activation, Linear (no batch
-  // norm, no dropout), the input is read sparse, at least two threads work, and gradients are
-  // not clipped (their global norm would need every part's gradients at one place).
-  static int parts_for(const Architecture& arch, const OptimizerConfig& optimizer,
-                       bool sparse_input, int threads);
+  // Whether this step computes `net`: its built layers are exactly Linear, the architecture's
+  // activation, Linear (what the parts compute), and the optimizer updates each element from
+  // its own gradient and state (Optimizer::elementwise(); a clipping norm would need every
+  // part's gradients at one place).
+  static bool computes(Network<float>& net, const Optimizer& optimizer);
+  // How many parts `threads` threads can use for D pixels: 0 if fewer than two.
+  static int parts_for(std::size_t D, int threads);
 
   // Parts for `arch`, stepped by optimizers configured like `config`. Each thread allocates its
   // own part, so that no two parts share a cache line or a prefetcher's reach. The pixels are
@@ -106,6 +109,21 @@ class SplitStep {
   Architecture arch_;
   std::vector<std::unique_ptr<Part>> parts_;
   std::vector<std::size_t> cuts_;  // (parts + 1) part p owns pixels [cuts_[p], cuts_[p + 1])
+};
+
+// The split step as train()'s EpochRunner (fast/plan.hpp picks it): each epoch loads the
+// network and the optimizer into the parts, runs, and stores them back.
+class SplitEpochRunner final : public EpochRunner {
+ public:
+  SplitEpochRunner(const Architecture& arch, const OptimizerConfig& config, int parts,
+                   const Dataset* ink_of)
+      : split_(arch, config, parts, ink_of) {}
+  EpochOutcome run_epoch(Network<float>& net, Optimizer& optimizer, const Epoch& epoch,
+                         const AfterStep& after_step) override;
+  SplitStep& split() { return split_; }
+
+ private:
+  SplitStep split_;
 };
 
 }  // namespace nanomlp

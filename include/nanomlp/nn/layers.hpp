@@ -12,7 +12,6 @@
 
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/core/tensor.hpp"
-#include "nanomlp/nn/sparse.hpp"
 
 namespace nanomlp {
 
@@ -57,8 +56,8 @@ class Layer {
 };
 
 // y = x W + b: PyTorch's nn.Linear. W is kept (D, H), one row per input, as the original writes
-// it and as both kernels want it: the GEMMs need no transpose and the sparse input path adds
-// whole rows of W. Files hold PyTorch's weight, W^T (H, D); model_io transposes.
+// it and as the GEMMs want it (no transpose; fast/'s sparse first layer adds whole rows of W).
+// Files hold PyTorch's weight, W^T (H, D); model_io transposes.
 template <typename T>
 class Dense final : public Layer<T> {
  public:
@@ -66,8 +65,6 @@ class Dense final : public Layer<T> {
   const char* type() const override { return "Linear"; }
   std::size_t out_features(std::size_t) const override { return W_.cols(); }
   void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
-  // The same forward pass for a batch of images held without their background (float only).
-  void forward(const SparseBatch& x, Mat<T>& y);
   void backward(const Mat<T>& dy, Mat<T>* dx) override;
   // y = x W + b by kernels::affine_rows instead of a GEMM; caches nothing.
   void infer(const Mat<T>& x, Mat<T>& y) override;
@@ -80,10 +77,7 @@ class Dense final : public Layer<T> {
 
  private:
   std::string prefix_;
-  // The input of the last forward, for dW = x^T dy: one of the two is set.
-  const Mat<T>* x_ = nullptr;              // (N, D)
-  const SparseBatch* sparse_x_ = nullptr;  // (N, D)
-  Mat<T> scratch_;  // (threads, block rows * H + gap): per-thread outputs of the sparse forward
+  const Mat<T>* x_ = nullptr;  // (N, D) the input of the last forward, for dW = x^T dy
 };
 
 // Element-wise activations. Each caches a pointer to its output or input (whichever its

@@ -57,17 +57,18 @@ class Network {
   // Biases start at zero, batch-norm at gamma = 1, beta = 0.
   void init(Rng& rng, const std::string& scheme = "auto");
 
-  // x (N, D) -> logits (N, K). The returned matrix lives until the next forward.
-  const Mat<T>& forward(const Mat<T>& x, bool training);
-  // The same for images held without their background (nanomlp/nn/sparse.hpp; float only). The
-  // first layer then gets no input gradient, as with a dense x.
-  const Mat<T>& forward(const SparseBatch& x, bool training);
+  // x (N, D) -> logits (N, K). The returned matrix lives until the next forward. With
+  // from > 0, x is the input of layer `from` and the layers before it are skipped: a fast path
+  // that computes the first layers its own way (fast/sparse_input.hpp) runs the rest here.
+  const Mat<T>& forward(const Mat<T>& x, bool training, std::size_t from = 0);
   // x (N, D) -> logits (N, K) in evaluation mode, batch-invariant: each row of the logits is
   // bit-identical whatever the batch it came in (Layer::infer). Slower than forward; for
   // prediction, where one image and a batch must agree.
   const Mat<T>& infer(const Mat<T>& x);
-  // dlogits (N, K) -> gradients of every parameter.
-  void backward(const Mat<T>& dlogits);
+  // dlogits (N, K) -> gradients of the parameters of layers [from, end), after a forward from
+  // the same layer. Returns the gradient of layer `from`'s input, (N, width), for from > 0;
+  // layer 0 computes no gradient for the pixels, and an empty matrix is returned.
+  const Mat<T>& backward(const Mat<T>& dlogits, std::size_t from = 0);
 
   std::vector<Param<T>> params();
   std::vector<Buffer<T>> buffers();

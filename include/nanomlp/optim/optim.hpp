@@ -40,6 +40,10 @@ class Optimizer {
   double step(const std::vector<Param<float>>& params, double lr);
 
   const OptimizerConfig& config() const { return config_; }
+  // Whether step() updates each element from its own gradient and state alone, so that a fast
+  // path may update slices of a parameter apart (fast/split_step.hpp). True for every update
+  // rule here; not with clipping, whose global norm needs every gradient.
+  virtual bool elementwise() const { return config_.clip_grad_norm <= 0.0; }
   double weight_decay() const;
   std::int64_t steps() const { return steps_; }
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/nn/network.hpp"
 #include "nanomlp/optim/optim.hpp"
+#include "nanomlp/train/step.hpp"
 
 namespace nanomlp {
 
@@ -31,34 +33,13 @@ struct TrainOptions {
   std::string checkpoint_dir;  // empty: no checkpoints
   bool resume = false;
   // How the first layer reads the images: "on" without their background pixels
-  // (nanomlp/nn/sparse.hpp), "off" as dense floats, "auto" sparse when the data is sparse enough.
+  // (fast/sparse_input.hpp), "off" as dense floats, "auto" as fast/plan.hpp decides.
   std::string sparse_input = "auto";
 
   // Throws UsageError naming the flag for an invalid value.
   void validate(std::size_t train_count) const;
   std::string to_json() const;
 };
-
-// The sparse input path pays when at most this share of the pixels is inked (MNIST 19%,
-// Fashion-MNIST 49%) and the first layer is at most this wide: its cost per inked pixel grows
-// with the width, the GEMM's efficiency too (measured with 2 threads, 784-H-10 at batch 64:
-// H = 128 and 256 are 1.6x and 1.6x faster sparse, H = 512 is 1.06x slower, and the
-// 784-1024-1024-10 network at batch 256 is 1.1x slower; on Fashion-MNIST, 784-256-128-10 is
-// 1.3x slower sparse on 2 threads).
-inline constexpr double kSparseInputMaxDensity = 0.35;
-inline constexpr std::size_t kSparseInputMaxWidth = 256;
-// When the split step trains the network (one hidden layer, 2+ threads, split_step.hpp), the
-// sparse path pays up to this share: on Fashion-MNIST, 784-128-10 at batch 64 trains at 0.12 s
-// per epoch sparse against 0.32 s dense on 2 threads (784-256-10: 0.28 s against 0.49 s), and
-// at the same speed either way on 1 thread.
-inline constexpr double kSparseInputMaxDensitySplit = 0.6;
-
-// Whether to read `data` sparse into a first layer `width` wide, for mode "on", "off" or
-// "auto" (by the density of the first 1,000 images and the width; `split` says whether the
-// split step would train the network). Throws UsageError naming --sparse-input for any other
-// mode.
-bool use_sparse_input(const Dataset& data, const std::string& mode, std::size_t width,
-                      bool split = false);
 
 struct EpochRecord {
   std::size_t epoch = 0;                      // 1-based
@@ -80,10 +61,11 @@ struct EvalResult {
   std::vector<float> probabilities;                 // (count, K) when asked for
 };
 
-// Evaluates in inference mode over the given rows of `data` (all rows if indices is null).
+// Evaluates in inference mode over the given rows of `data` (all rows if indices is null),
+// reading the images through `input` (a DenseBatchPath if null; fast/plan.hpp picks one).
 EvalResult evaluate(Network<float>& net, const Dataset& data,
                     const std::vector<std::uint32_t>* indices = nullptr,
-                    bool keep_probabilities = false);
+                    bool keep_probabilities = false, BatchPath* input = nullptr);
 
 struct TrainResult {
   std::vector<EpochRecord> epochs;
@@ -92,6 +74,17 @@ struct TrainResult {
   bool stopped_early = false;
   double train_seconds = 0;  // the epoch loop (training and per-epoch evaluation)
   std::size_t resumed_from_epoch = 0;
+  std::string method;  // TrainMethod::description
+};
+
+// How train() computes: who runs each epoch's steps and how evaluation reads the images.
+// fast/plan.hpp's plan_training() picks a fast one and says why; without one, train() takes
+// the plain step over dense floats.
+struct TrainMethod {
+  std::unique_ptr<EpochRunner> runner;    // null: PlainEpochRunner over a DenseBatchPath
+  std::unique_ptr<BatchPath> val_input;   // the validation images; null: DenseBatchPath
+  std::unique_ptr<BatchPath> test_input;  // the test images; null: DenseBatchPath
+  std::string description = "plain step, dense input";
 };
 
 struct TrainCallbacks {
@@ -107,9 +100,10 @@ struct TrainCallbacks {
 // this itself; a command calls it earlier to fail before it loads the data.
 void check_checkpoint_dir(const std::string& checkpoint_dir);
 
-// Initialises (or, with resume, restores) the network and trains it. Throws TrainingError on a
-// NaN or infinite loss, naming the epoch and step.
+// Initialises (or, with resume, restores) the network and trains it, the way `method` says
+// (the plain step if null). Throws TrainingError on a NaN or infinite loss, naming the epoch
+// and step.
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                  const TrainCallbacks& callbacks = {});
+                  const TrainCallbacks& callbacks = {}, TrainMethod* method = nullptr);
 
 }  // namespace nanomlp

@@ -1,4 +1,4 @@
-#include "nanomlp/nn/sparse.hpp"
+#include "nanomlp/fast/sparse.hpp"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>

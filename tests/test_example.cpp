@@ -21,30 +21,13 @@
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/core/tensor.hpp"
 #include "nanomlp/io/data.hpp"
-#include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/network.hpp"
 #include "nanomlp/optim/optim.hpp"
+#include "nanomlp/train/step.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {
 namespace {
-
-// One plain training step of the library, as train() runs it when the split step does not
-// (src/train/trainer.cpp): forward, fused softmax-cross-entropy, backward, optimizer step.
-// Returns the batch's mean loss. To be replaced by the library's plain_step once it exists.
-double library_step(Network<float>& net, Optimizer& optimizer,
-                    const std::vector<Param<float>>& params, const Matrix& x,
-                    const std::uint8_t* labels, double lr, Matrix& dz) {
-  const std::size_t N = x.rows(), K = net.architecture().num_classes;
-  const Matrix& z = net.forward(x, /*training=*/true);  // (N, K)
-  dz.resize(N, K);
-  std::size_t hits = 0;
-  const double loss_sum =
-      kernels::softmax_cross_entropy<float>(z.data(), labels, N, K, 0.0f, dz.data(), &hits);
-  net.backward(dz);
-  optimizer.step(params, lr);
-  return loss_sum / static_cast<double>(N);
-}
 
 void copy_into(const std::vector<float>& from, const Param<float>& to, std::size_t rows,
                std::size_t cols) {
@@ -117,14 +100,19 @@ TEST(Example, LossesAreTheLibrarysPlainStep) {
   std::vector<std::uint32_t> order(data.train.count);
   std::iota(order.begin(), order.end(), 0u);
   from_scratch::shuffle(order, rng);
-  Matrix x(N, D), dz;  // (N, D), (N, K)
+  DenseBatchPath batch(arch);  // the example's float batch, as the library's plain step reads it
+  Matrix& x = batch.input();
+  x.resize(N, D);
+  Matrix dz;  // (N, K)
   std::vector<std::uint8_t> y(N);
   std::vector<double> example_losses, library_losses;
   double largest = 0.0;
   for (std::size_t s = 0; s < steps; ++s) {
     from_scratch::load_batch(data.train, &order[s * N], N, x.data(), y.data());
     const double ours =
-        library_step(net, *optimizer, params, x, y.data(), from_scratch::learning_rate, dz);
+        plain_step(net, batch, y.data(), 0.0f, *optimizer, params, from_scratch::learning_rate, dz)
+            .loss /
+        static_cast<double>(N);
     const double theirs =
         from_scratch::train_step(m, x.data(), y.data(), N, from_scratch::learning_rate);
     const double relative = std::abs(theirs - ours) / std::abs(ours);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "fuzz_util.hpp"
+#include "nanomlp/app/training.hpp"
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/core/thread_pool.hpp"
 #include "nanomlp/nn/network.hpp"
@@ -82,7 +83,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   nanomlp::ThreadPool::global().set_num_threads(1);
   if (const char* out = std::getenv("NANOMLP_FUZZ_WRITE_SEED"); out != nullptr) {
     nanomlp::Network<float> net(architecture());
-    nanomlp::train_planned(net, data(), options(out, false));
+    nanomlp::run_training(net, data(), options(out, false));
     std::printf("wrote %s/checkpoint-epoch-0001.safetensors\n", out);
     std::exit(0);
   }
@@ -96,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   nanomlp_fuzz::write_bytes(folder() + "/checkpoint-epoch-0001.safetensors", bytes, size);
   nanomlp_fuzz::expect_typed_errors([&] {
     nanomlp::Network<float> net(architecture());
-    (void)nanomlp::train_planned(net, data(), options(folder(), true));
+    (void)nanomlp::run_training(net, data(), options(folder(), true));
   });
   return 0;
 }

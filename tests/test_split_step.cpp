@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "nanomlp/app/training.hpp"
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/core/thread_pool.hpp"
@@ -304,7 +305,7 @@ Network<float> trained(std::size_t epochs, int threads, double lr = 0.1) {
   o.seed = 4;
   o.sparse_input = "on";
   o.schedule.base_lr = lr;
-  train_planned(net, split, o);
+  run_training(net, split, o);
   return net;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "nanomlp/app/training.hpp"
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/fast/plan.hpp"
@@ -82,7 +83,7 @@ TEST_F(TrainerTest, DefaultSgdLearnsTheSyntheticData) {
   std::vector<EpochRecord> seen;
   TrainCallbacks cb;
   cb.on_epoch = [&](const EpochRecord& r) { seen.push_back(r); };
-  const TrainResult r = train_planned(net, data(), options(4), cb);
+  const TrainResult r = run_training(net, data(), options(4), cb);
   ASSERT_EQ(r.epochs.size(), 4u);
   ASSERT_EQ(seen.size(), 4u);
   EXPECT_GT(r.test.accuracy, 0.9);
@@ -111,7 +112,7 @@ TEST_F(TrainerTest, SameSeedGivesByteIdenticalModelsAndAnotherSeedDoesNot) {
     Network<float> net(arch());
     TrainOptions o = options(3);
     o.seed = seed;
-    train_planned(net, data(), o);
+    run_training(net, data(), o);
     return model_bytes(net);
   };
   const auto a = run(11), b = run(11), c = run(12);
@@ -128,7 +129,7 @@ TEST_F(TrainerTest, SameSeedIsDeterministicWithBatchNormAndDropout) {
     Network<float> net(a);
     TrainOptions o = options(2);
     o.seed = seed;
-    train_planned(net, data(), o);
+    run_training(net, data(), o);
     return model_bytes(net);
   };
   const auto x = run(3), y = run(3), z = run(4);
@@ -155,7 +156,7 @@ TEST_F(TrainerTest, AutoReadsHalfInkedImagesSparseOnlyWhenTheSplitStepTrains) {
     Network<float> net(arch(std::move(hidden)));
     TrainOptions o = options(1);
     o.sparse_input = mode;
-    train_planned(net, half, o);
+    run_training(net, half, o);
     return model_bytes(net);
   };
   // One hidden layer on two threads: the split step, so sparse (its rounding differs from the
@@ -175,7 +176,7 @@ TEST_F(TrainerTest, ValidationSplitRecordsValMetricsAndTestOnlyWhenAsked) {
   Network<float> net(arch());
   TrainOptions o = options(3);
   o.val_split = 100;
-  const TrainResult r = train_planned(net, data(), o);
+  const TrainResult r = run_training(net, data(), o);
   ASSERT_EQ(r.epochs.size(), 3u);
   for (const auto& rec : r.epochs) {
     ASSERT_TRUE(rec.val_loss.has_value());
@@ -191,7 +192,7 @@ TEST_F(TrainerTest, ValidationSplitRecordsValMetricsAndTestOnlyWhenAsked) {
 
   Network<float> every(arch());
   o.eval_test_every_epoch = true;
-  const TrainResult e = train_planned(every, data(), o);
+  const TrainResult e = run_training(every, data(), o);
   for (const auto& rec : e.epochs) {
     EXPECT_TRUE(rec.val_accuracy.has_value());
     EXPECT_TRUE(rec.test_accuracy.has_value());
@@ -206,7 +207,7 @@ TEST_F(TrainerTest, TestSetPerEpochCanBeTurnedOffWithoutValidationSplit) {
   Network<float> net(arch());
   TrainOptions o = options(2);
   o.eval_test_every_epoch = false;
-  const TrainResult r = train_planned(net, data(), o);
+  const TrainResult r = run_training(net, data(), o);
   for (const auto& rec : r.epochs) {
     EXPECT_FALSE(rec.test_accuracy.has_value());
     EXPECT_FALSE(rec.val_accuracy.has_value());
@@ -224,7 +225,7 @@ TEST_F(TrainerTest, EarlyStoppingKeepsTheWeightsOfTheBestEpoch) {
   std::vector<std::string> messages;
   TrainCallbacks cb;
   cb.on_message = [&](const std::string& m) { messages.push_back(m); };
-  const TrainResult r = train_planned(net, data(), o, cb);
+  const TrainResult r = run_training(net, data(), o, cb);
   ASSERT_TRUE(r.stopped_early);
   ASSERT_LT(r.epochs.size(), 30u);
   ASSERT_GE(r.best_epoch, 1u);
@@ -252,7 +253,7 @@ TEST_F(TrainerTest, EarlyStoppingKeepsTheWeightsOfTheBestEpoch) {
   plain.early_stop = 0;
   plain.epochs = r.best_epoch;
   Network<float> again(arch());
-  const TrainResult p = train_planned(again, data(), plain);
+  const TrainResult p = run_training(again, data(), plain);
   EXPECT_TRUE(model_bytes(net) == model_bytes(again));
   EXPECT_EQ(p.test.accuracy, r.test.accuracy);
   EXPECT_EQ(*p.epochs.back().val_accuracy, best);
@@ -262,7 +263,7 @@ TEST_F(TrainerTest, EarlyStoppingWithoutValidationSplitIsAUsageError) {
   Network<float> net(arch());
   TrainOptions o = options(2);
   o.early_stop = 2;
-  EXPECT_THAT(message_of<UsageError>([&] { train_planned(net, data(), o); }),
+  EXPECT_THAT(message_of<UsageError>([&] { run_training(net, data(), o); }),
               HasSubstr("--early-stop"));
 }
 
@@ -277,6 +278,24 @@ std::vector<std::string> checkpoint_files(const TempDir& dir) {
   }
   std::sort(names.begin(), names.end());
   return names;
+}
+
+TEST_F(TrainerTest, ACheckpointFolderWithoutACheckpointWriterIsRefusedBeforeTraining) {
+  // train() itself knows no files (io/checkpoint.hpp does): given a folder and no writer, it
+  // refuses to start rather than train without the checkpoints asked for.
+  TempDir dir;
+  Network<float> net(arch());
+  TrainOptions o = options(1);
+  o.checkpoint_dir = dir.path().string();
+  bool trained = false;
+  TrainCallbacks cb;
+  cb.on_epoch = [&](const EpochRecord&) { trained = true; };
+  EXPECT_THAT(message_of<std::invalid_argument>([&] { train(net, data(), o, cb); }),
+              HasSubstr("a checkpoint folder needs a Checkpoints writer"));
+  EXPECT_FALSE(trained);
+  EXPECT_TRUE(checkpoint_files(dir).empty());
+  run_training(net, data(), o);  // the command line's writer: one file per epoch
+  EXPECT_EQ(checkpoint_files(dir).size(), 1u);
 }
 
 std::string checkpoint_name(std::size_t epoch) {
@@ -296,7 +315,7 @@ TrainResult expect_resume_is_exact(const Architecture& a, TrainOptions o,
 
   Network<float> net_a(a);
   o.checkpoint_dir = dir_a.path().string();
-  const TrainResult ra = train_planned(net_a, data(), o);
+  const TrainResult ra = run_training(net_a, data(), o);
   const auto bytes_a = model_bytes(net_a);
   const std::size_t epochs_a = ra.epochs.size();
   std::vector<std::string> expected_files;
@@ -311,7 +330,7 @@ TrainResult expect_resume_is_exact(const Architecture& a, TrainOptions o,
     cb.on_epoch = [&](const EpochRecord& rec) {
       if (rec.epoch == interrupt_at) throw Interrupted{};
     };
-    EXPECT_THROW(train_planned(net_b, data(), o, cb), Interrupted);
+    EXPECT_THROW(run_training(net_b, data(), o, cb), Interrupted);
   }
   const std::vector<std::string> before_resume(expected_files.begin(),
                                                expected_files.begin() + (interrupt_at - 1));
@@ -325,7 +344,7 @@ TrainResult expect_resume_is_exact(const Architecture& a, TrainOptions o,
   TrainCallbacks cb;
   cb.on_message = [&](const std::string& m) { messages.push_back(m); };
   cb.on_epoch = [&](const EpochRecord& rec) { epochs_run.push_back(rec.epoch); };
-  const TrainResult rb = train_planned(resumed, data(), o, cb);
+  const TrainResult rb = run_training(resumed, data(), o, cb);
   EXPECT_EQ(rb.resumed_from_epoch, interrupt_at - 1);
   EXPECT_EQ(epochs_run, expected_run);
   EXPECT_FALSE(messages.empty());
@@ -425,7 +444,7 @@ TEST_F(TrainerTest, ResumeBetweenTheBestEpochAndTheEarlyStopRestoresTheBestSnaps
   o.val_split = 100;
   o.early_stop = 2;
   Network<float> probe(arch());
-  const TrainResult r = train_planned(probe, data(), o);
+  const TrainResult r = run_training(probe, data(), o);
   ASSERT_TRUE(r.stopped_early);
   ASSERT_EQ(r.epochs.size(), r.best_epoch + 2);
   const TrainResult ra = expect_resume_is_exact(arch(), o, r.best_epoch + 2);
@@ -438,13 +457,13 @@ TEST_F(TrainerTest, ResumingAFinishedRunTrainsNoMore) {
   TrainOptions o = options(2);
   o.checkpoint_dir = dir.path().string();
   Network<float> first(arch());
-  const TrainResult r = train_planned(first, data(), o);
+  const TrainResult r = run_training(first, data(), o);
   o.resume = true;
   Network<float> again(arch());
   std::size_t epochs_run = 0;
   TrainCallbacks cb;
   cb.on_epoch = [&](const EpochRecord&) { ++epochs_run; };
-  const TrainResult rr = train_planned(again, data(), o, cb);
+  const TrainResult rr = run_training(again, data(), o, cb);
   EXPECT_EQ(epochs_run, 0u);
   EXPECT_EQ(rr.resumed_from_epoch, 2u);
   EXPECT_EQ(rr.epochs.size(), 2u);
@@ -461,14 +480,14 @@ TEST_F(TrainerTest, ResumingARunThatStoppedEarlyTrainsNoMore) {
   o.early_stop = 1;
   o.checkpoint_dir = dir.path().string();
   Network<float> first(arch());
-  const TrainResult r = train_planned(first, data(), o);
+  const TrainResult r = run_training(first, data(), o);
   ASSERT_TRUE(r.stopped_early);
   o.resume = true;
   Network<float> again(arch());
   std::size_t epochs_run = 0;
   TrainCallbacks cb;
   cb.on_epoch = [&](const EpochRecord&) { ++epochs_run; };
-  const TrainResult rr = train_planned(again, data(), o, cb);
+  const TrainResult rr = run_training(again, data(), o, cb);
   EXPECT_EQ(epochs_run, 0u);
   EXPECT_EQ(rr.epochs.size(), r.epochs.size());
   EXPECT_TRUE(rr.stopped_early);
@@ -484,7 +503,7 @@ std::string two_epochs_into(const TempDir& dir, const Architecture& a = arch()) 
   Network<float> net(a);
   TrainOptions o = options(2);
   o.checkpoint_dir = dir.path().string();
-  train_planned(net, data(), o);
+  run_training(net, data(), o);
   return dir.file("checkpoint-epoch-0002.safetensors");
 }
 
@@ -499,20 +518,20 @@ TEST_F(TrainerTest, ResumeWithoutACheckpointIsAUsageErrorNamingTheFolder) {
   TempDir dir;
   Network<float> net(arch());
   const std::string msg =
-      message_of<UsageError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<UsageError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(dir.path().string()));
   EXPECT_THAT(msg, HasSubstr("no checkpoint"));
   // Stray files that merely look alike are not checkpoints.
   write_bytes(dir.file("checkpoint-epoch-0001.safetensors.tmp.123"), {1, 2, 3});
   write_bytes(dir.file("notes.txt"), {'h', 'i'});
-  EXPECT_THROW(train_planned(net, data(), resume_options(dir)), UsageError);
+  EXPECT_THROW(run_training(net, data(), resume_options(dir)), UsageError);
 }
 
 TEST_F(TrainerTest, ResumeWithoutCheckpointDirIsAUsageError) {
   Network<float> net(arch());
   TrainOptions o = options(2);
   o.resume = true;
-  EXPECT_THAT(message_of<UsageError>([&] { train_planned(net, data(), o); }),
+  EXPECT_THAT(message_of<UsageError>([&] { run_training(net, data(), o); }),
               HasSubstr("--checkpoint-dir"));
 }
 
@@ -527,7 +546,7 @@ TEST_F(TrainerTest, ResumeFromAGarbageCheckpointIsAModelFormatErrorNamingTheFile
   write_bytes(path, garbage);
   Network<float> net(arch());
   const std::string msg =
-      message_of<ModelFormatError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<ModelFormatError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(path));
   // The corrupt file is left as it was for the user to inspect.
   EXPECT_EQ(read_bytes(path), garbage);
@@ -543,7 +562,7 @@ TEST_F(TrainerTest, ResumeFromATruncatedCheckpointIsAModelFormatErrorNamingTheFi
   write_bytes(path, bytes);
   Network<float> net(arch());
   const std::string msg =
-      message_of<ModelFormatError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<ModelFormatError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(path));
 }
 
@@ -555,11 +574,11 @@ TEST_F(TrainerTest, ResumeFromADamagedNewestCheckpointFallsBackToThePreviousOne)
   TrainOptions o = options(3);
   Network<float> net_a(arch());
   o.checkpoint_dir = dir_a.path().string();
-  train_planned(net_a, data(), o);
+  run_training(net_a, data(), o);
   o.checkpoint_dir = dir_b.path().string();
   {
     Network<float> net_b(arch());
-    train_planned(net_b, data(), o);
+    run_training(net_b, data(), o);
   }
   const std::string newest = dir_b.file(checkpoint_name(3));
   std::vector<unsigned char> bytes = read_bytes(newest);
@@ -571,7 +590,7 @@ TEST_F(TrainerTest, ResumeFromADamagedNewestCheckpointFallsBackToThePreviousOne)
   TrainCallbacks cb;
   cb.on_message = [&](const std::string& m) { messages.push_back(m); };
   Network<float> resumed(arch());
-  const TrainResult r = train_planned(resumed, data(), o, cb);
+  const TrainResult r = run_training(resumed, data(), o, cb);
   EXPECT_EQ(r.resumed_from_epoch, 2u);
   EXPECT_TRUE(model_bytes(resumed) == model_bytes(net_a));
   ASSERT_FALSE(messages.empty());
@@ -593,7 +612,7 @@ TEST_F(TrainerTest, LeftoverTemporaryFilesOfDeadProcessesAreRemovedAtStart) {
   TrainCallbacks cb;
   cb.on_message = [&](const std::string& m) { messages.push_back(m); };
   Network<float> net(arch());
-  train_planned(net, data(), resume_options(dir), cb);
+  run_training(net, data(), resume_options(dir), cb);
   EXPECT_FALSE(std::filesystem::exists(dead));
   EXPECT_TRUE(std::filesystem::exists(live));
   ASSERT_FALSE(messages.empty());
@@ -607,7 +626,7 @@ TEST_F(TrainerTest, ACheckpointNameWhoseEpochDoesNotFitIsAUsageError) {
   write_bytes(dir.file(odd), std::vector<unsigned char>(8, 0));
   Network<float> net(arch());
   const std::string msg =
-      message_of<UsageError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<UsageError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(odd));
   EXPECT_THAT(msg, HasSubstr("more than 9 digits"));
   EXPECT_THAT(msg, Not(HasSubstr("stol")));
@@ -621,7 +640,7 @@ TEST_F(TrainerTest, ResumeFromAModelFileIsAModelFormatError) {
   save_model(path, model);
   Network<float> net(arch());
   const std::string msg =
-      message_of<ModelFormatError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<ModelFormatError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(path));
   EXPECT_THAT(msg, HasSubstr("not a nanomlp checkpoint"));
 }
@@ -638,7 +657,7 @@ std::string resume_error(const TempDir& dir, const Architecture& a, TrainOptions
   o.checkpoint_dir = dir.path().string();
   o.resume = true;
   Network<float> net(a);
-  return message_of<ModelFormatError>([&] { train_planned(net, data(), o); });
+  return message_of<ModelFormatError>([&] { run_training(net, data(), o); });
 }
 
 TEST_F(TrainerTest, ResumeFromACheckpointWithInconsistentContentIsAModelFormatError) {
@@ -679,7 +698,7 @@ TEST_F(TrainerTest, ResumeWithACorruptBestSnapshotIsAModelFormatError) {
   o.checkpoint_dir = dir.path().string();
   {
     Network<float> net(a);
-    train_planned(net, data(), o);
+    run_training(net, data(), o);
   }
   const std::string path = dir.file("checkpoint-epoch-0002.safetensors");
   const auto intact = read_bytes(path);
@@ -696,7 +715,7 @@ TEST_F(TrainerTest, ResumeWithACorruptBestSnapshotIsAModelFormatError) {
   write_bytes(path, intact);
   o.resume = true;
   Network<float> net(a);
-  EXPECT_EQ(train_planned(net, data(), o).resumed_from_epoch, 2u);
+  EXPECT_EQ(run_training(net, data(), o).resumed_from_epoch, 2u);
 }
 
 TEST_F(TrainerTest, ResumeWithADifferentArchitectureIsAUsageError) {
@@ -705,7 +724,7 @@ TEST_F(TrainerTest, ResumeWithADifferentArchitectureIsAUsageError) {
   const auto before = read_bytes(path);
   Network<float> net(arch({16}));
   const std::string msg =
-      message_of<UsageError>([&] { train_planned(net, data(), resume_options(dir)); });
+      message_of<UsageError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr("different architecture"));
   EXPECT_THAT(msg, HasSubstr(path));
   EXPECT_EQ(read_bytes(path), before);
@@ -717,7 +736,7 @@ TEST_F(TrainerTest, ResumeWithDifferentTrainingSettingsIsAUsageError) {
   Network<float> net(arch());
   TrainOptions o = resume_options(dir);
   o.schedule.base_lr = 0.05;
-  const std::string msg = message_of<UsageError>([&] { train_planned(net, data(), o); });
+  const std::string msg = message_of<UsageError>([&] { run_training(net, data(), o); });
   EXPECT_THAT(msg, HasSubstr("different training settings"));
   EXPECT_THAT(msg, HasSubstr(path));
   // It names the field that differs, with both values, and not the ones that match.
@@ -727,7 +746,7 @@ TEST_F(TrainerTest, ResumeWithDifferentTrainingSettingsIsAUsageError) {
   // Fewer epochs than the checkpoint has is a difference too.
   TrainOptions fewer = resume_options(dir);
   fewer.epochs = 1;
-  EXPECT_THAT(message_of<UsageError>([&] { train_planned(net, data(), fewer); }),
+  EXPECT_THAT(message_of<UsageError>([&] { run_training(net, data(), fewer); }),
               HasSubstr("epochs 2 -> 1"));
 }
 
@@ -741,7 +760,7 @@ TEST_F(TrainerTest, AFinishedRunCanBeExtendedWithMoreEpochs) {
   TrainCallbacks cb;
   cb.on_message = [&](const std::string& m) { messages.push_back(m); };
   Network<float> net(arch());
-  const TrainResult r = train_planned(net, data(), o, cb);
+  const TrainResult r = run_training(net, data(), o, cb);
   EXPECT_EQ(r.resumed_from_epoch, 2u);
   EXPECT_EQ(r.epochs.size(), 4u);
   EXPECT_TRUE(std::filesystem::exists(dir.file(checkpoint_name(4))));
@@ -764,12 +783,12 @@ TEST_F(TrainerTest, ResumeWithADifferentScheduleSettingIsAUsageError) {
     o.checkpoint_dir = dir.path().string();
     {
       Network<float> net(arch());
-      train_planned(net, data(), o);
+      run_training(net, data(), o);
     }
     o.resume = true;
     change(o);
     Network<float> net(arch());
-    EXPECT_THAT(message_of<UsageError>([&] { train_planned(net, data(), o); }),
+    EXPECT_THAT(message_of<UsageError>([&] { run_training(net, data(), o); }),
                 HasSubstr("different training settings"))
         << what;
   }
@@ -786,7 +805,7 @@ TEST_F(TrainerTest, NewRunIntoAFolderWithCheckpointsFailsAndOverwritesNothing) {
   bool trained = false;
   TrainCallbacks cb;
   cb.on_epoch = [&](const EpochRecord&) { trained = true; };
-  const std::string msg = message_of<UsageError>([&] { train_planned(net, data(), o, cb); });
+  const std::string msg = message_of<UsageError>([&] { run_training(net, data(), o, cb); });
   EXPECT_THAT(msg, HasSubstr(dir.path().string()));
   EXPECT_THAT(msg, HasSubstr("--resume"));
   EXPECT_FALSE(trained);
@@ -801,7 +820,7 @@ TEST_F(TrainerTest, CheckpointDirIsCreatedWhenMissing) {
   Network<float> net(arch());
   TrainOptions o = options(1);
   o.checkpoint_dir = dir.file("a/b");
-  train_planned(net, data(), o);
+  run_training(net, data(), o);
   EXPECT_TRUE(std::filesystem::exists(dir.file("a/b/checkpoint-epoch-0001.safetensors")));
 }
 
@@ -811,7 +830,7 @@ TEST_F(TrainerTest, DivergenceIsATrainingErrorNamingEpochAndStep) {
   Network<float> net(arch());
   TrainOptions o = options(3);
   o.schedule.base_lr = 1e8;
-  const std::string msg = message_of<TrainingError>([&] { train_planned(net, data(), o); });
+  const std::string msg = message_of<TrainingError>([&] { run_training(net, data(), o); });
   EXPECT_THAT(msg, ::testing::ContainsRegex("epoch [0-9]+, step [0-9]+"));
   EXPECT_THAT(msg, HasSubstr("lower learning rate"));
   EXPECT_THAT(msg, ::testing::AnyOf(HasSubstr("NaN"), HasSubstr("infinite")));
@@ -820,9 +839,9 @@ TEST_F(TrainerTest, DivergenceIsATrainingErrorNamingEpochAndStep) {
 TEST_F(TrainerTest, LabelSmoothingTrainsWithAHigherTrainLoss) {
   Network<float> plain_net(arch()), smooth_net(arch());
   TrainOptions o = options(4);
-  const TrainResult plain = train_planned(plain_net, data(), o);
+  const TrainResult plain = run_training(plain_net, data(), o);
   o.label_smoothing = 0.1;
-  const TrainResult smooth = train_planned(smooth_net, data(), o);
+  const TrainResult smooth = run_training(smooth_net, data(), o);
   EXPECT_GT(smooth.test.accuracy, 0.9);
   // Smoothed targets keep the loss above their entropy (about 0.5 for eps 0.1, K 10).
   EXPECT_GT(smooth.epochs.back().train_loss, plain.epochs.back().train_loss);

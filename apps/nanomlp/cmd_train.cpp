@@ -16,10 +16,12 @@
 
 #include "commands.hpp"
 #include "nanomlp/app/report.hpp"
+#include "nanomlp/app/training.hpp"
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/thread_pool.hpp"
 #include "nanomlp/core/version.hpp"
 #include "nanomlp/fast/plan.hpp"
+#include "nanomlp/io/checkpoint.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/io/safetensors.hpp"
@@ -452,7 +454,7 @@ int run_train(CLI::App& app, const TrainFlags& f) {
       std::fflush(stdout);
     };
   }
-  const TrainResult result = train(net, data, opt, callbacks, &method);
+  const TrainResult result = run_training(net, data, opt, callbacks, &method);
 
   const std::map<std::string, std::string> meta{{"dataset", data.name},
                                                 {"training", opt.to_json()}};

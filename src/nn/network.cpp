@@ -6,14 +6,54 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/json_input.hpp"
 
 namespace nanomlp {
 
+namespace {
+
+template <template <typename> class L, typename T>
+std::unique_ptr<Layer<T>> make_layer() {
+  return std::make_unique<L<T>>();
+}
+
+// One row per activation: a new one is a row here and its layer in activations.cpp.
+struct ActivationKind {
+  const char* name;          // --activation, and "activation" in the model file
+  const char* torch_module;  // its entry in the model file's nn.Sequential
+  bool xavier;               // init "auto": Glorot for saturating ones, He for ReLU-like ones
+  std::unique_ptr<Layer<float>> (*make_float)();
+  std::unique_ptr<Layer<double>> (*make_double)();
+};
+
+const ActivationKind kActivations[] = {
+    {"relu", "ReLU()", false, make_layer<ReLU, float>, make_layer<ReLU, double>},
+    {"leaky_relu", "LeakyReLU(0.01)", false, make_layer<LeakyReLU, float>,
+     make_layer<LeakyReLU, double>},
+    {"tanh", "Tanh()", true, make_layer<Tanh, float>, make_layer<Tanh, double>},
+    {"gelu", "GELU()", false, make_layer<GELU, float>, make_layer<GELU, double>},
+};
+
+// Throws UsageError naming --activation for a name not in the table.
+const ActivationKind& activation_kind(const std::string& name) {
+  for (const ActivationKind& kind : kActivations) {
+    if (name == kind.name) return kind;
+  }
+  throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
+                   name + "'");
+}
+
+}  // namespace
+
 const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> names{"relu", "leaky_relu", "tanh", "gelu"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all;
+    for (const ActivationKind& kind : kActivations) all.emplace_back(kind.name);
+    return all;
+  }();
   return names;
 }
 
@@ -24,12 +64,12 @@ const std::vector<std::string>& init_names() {
 
 template <typename T>
 std::unique_ptr<Layer<T>> make_activation(const std::string& name) {
-  if (name == "relu") return std::make_unique<ReLU<T>>();
-  if (name == "leaky_relu") return std::make_unique<LeakyReLU<T>>();
-  if (name == "tanh") return std::make_unique<Tanh<T>>();
-  if (name == "gelu") return std::make_unique<GELU<T>>();
-  throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
-                   name + "'");
+  const ActivationKind& kind = activation_kind(name);
+  if constexpr (std::is_same_v<T, float>) {
+    return kind.make_float();
+  } else {
+    return kind.make_double();
+  }
 }
 
 template std::unique_ptr<Layer<float>> make_activation<float>(const std::string&);
@@ -44,11 +84,7 @@ void Architecture::validate() const {
   for (std::size_t h : hidden) {
     if (h == 0) throw UsageError("--hidden: expected positive widths, got a width of 0");
   }
-  if (std::find(activation_names().begin(), activation_names().end(), activation) ==
-      activation_names().end()) {
-    throw UsageError("--activation: expected one of " + join_names(activation_names()) + ", got '" +
-                     activation + "'");
-  }
+  activation_kind(activation);  // throws for an unknown name
   if (!(dropout >= 0.0 && dropout < 1.0)) {
     throw UsageError("--dropout: expected a probability in [0, 1), got " + format_number(dropout));
   }
@@ -87,10 +123,7 @@ std::string Architecture::to_json() const {
   for (std::size_t h : hidden) {
     add_linear(h);
     if (batch_norm) modules.push_back("BatchNorm1d(" + std::to_string(h) + ")");
-    modules.push_back(activation == "relu"         ? "ReLU()"
-                      : activation == "leaky_relu" ? "LeakyReLU(0.01)"
-                      : activation == "tanh"       ? "Tanh()"
-                                                   : "GELU()");
+    modules.push_back(activation_kind(activation).torch_module);
     if (dropout > 0) modules.push_back("Dropout(" + std::to_string(dropout) + ")");
   }
   add_linear(num_classes);
@@ -148,27 +181,8 @@ void Network<T>::init(Rng& rng, const std::string& scheme) {
     throw UsageError("--init: expected one of " + join_names(init_names()) + ", got '" + scheme +
                      "'");
   }
-  const bool xavier = scheme == "xavier" || (scheme == "auto" && arch_.activation == "tanh");
-  for (auto& layer : layers_) {
-    if (auto* dense = dynamic_cast<Dense<T>*>(layer.get())) {
-      Mat<T>& W = dense->W_;  // (D, H)
-      const double fan_in = static_cast<double>(W.rows());
-      const double fan_out = static_cast<double>(W.cols());
-      const double stddev = xavier ? std::sqrt(2.0 / (fan_in + fan_out)) : std::sqrt(2.0 / fan_in);
-      // Drawn in the order of PyTorch's (out, in) weight, so a seed gives the same model file
-      // whatever layout the layer keeps.
-      for (std::size_t h = 0; h < W.cols(); ++h) {
-        for (std::size_t d = 0; d < W.rows(); ++d) W(d, h) = static_cast<T>(rng.normal() * stddev);
-      }
-      dense->b_.fill(T(0));
-    } else if (auto* bn = dynamic_cast<BatchNorm<T>*>(layer.get())) {
-      bn->gamma_.fill(T(1));
-      bn->beta_.fill(T(0));
-      bn->running_mean_.fill(T(0));
-      bn->running_var_.fill(T(1));
-      bn->num_batches_tracked_ = 0;
-    }
-  }
+  const bool xavier = scheme == "xavier" || (scheme == "auto" && activation_kind(arch_.activation).xavier);
+  for (auto& layer : layers_) layer->init(rng, xavier);
 }
 
 template <typename T>

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
+#include <stdexcept>
 
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/thread_pool.hpp"
@@ -293,7 +294,8 @@ EpochRecord run_epoch(Network<float>& net, Optimizer& optimizer, const TrainOpti
 }  // namespace
 
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                  const TrainCallbacks& callbacks, TrainMethod* method) {
+                  const TrainCallbacks& callbacks, TrainMethod* method,
+                  Checkpoints* checkpoints) {
   options.validate(data.train.count);
   TrainMethod plain;
   if (method == nullptr) method = &plain;
@@ -335,8 +337,12 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   TrainResult result;
   result.method = method->description;
   if (options.resume || !options.checkpoint_dir.empty()) {
+    if (checkpoints == nullptr) {
+      throw std::invalid_argument("train: a checkpoint folder needs a Checkpoints writer "
+                                  "(io/checkpoint.hpp)");
+    }
     result.resumed_from_epoch =
-        prepare_checkpoints(options, net, *optimizer, state, callbacks.on_message);
+        checkpoints->prepare(options, net, *optimizer, state, callbacks.on_message);
   }
 
   const auto loop_start = Clock::now();
@@ -351,7 +357,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
     state.records.push_back(rec);
     const bool stop = early_stop_now(options, rec, state, net);
     if (callbacks.on_epoch) callbacks.on_epoch(rec);
-    if (!options.checkpoint_dir.empty()) write_checkpoint(options, net, *optimizer, state);
+    if (!options.checkpoint_dir.empty()) checkpoints->write(options, net, *optimizer, state);
     if (stop) {
       result.stopped_early = true;
       if (callbacks.on_message) {

@@ -1,4 +1,4 @@
-// Layers: each one's forward and backward sit side by side in one .cpp under src/layers/, and
+// Layers: each one's forward and backward sit side by side in one .cpp under src/nn/layers/, and
 // each caches only what its backward needs. Layers are templates on the scalar type so the
 // same code trains in float and is gradient-checked in double.
 #pragma once
@@ -53,6 +53,9 @@ class Layer {
   virtual std::vector<std::pair<std::string, std::int64_t*>> counters() { return {}; }
   // The generator for layers that draw random numbers (dropout).
   virtual void set_rng(Rng* /*rng*/) {}
+  // Sets the parameters and buffers to their initial values, drawing from rng where random:
+  // xavier selects Glorot's variance over He's for weights. Layers without state do nothing.
+  virtual void init(Rng& /*rng*/, bool /*xavier*/) {}
 };
 
 // y = x W + b: PyTorch's nn.Linear. W is kept (D, H), one row per input, as the original writes
@@ -69,6 +72,9 @@ class Dense final : public Layer<T> {
   // y = x W + b by kernels::affine_rows instead of a GEMM; caches nothing.
   void infer(const Mat<T>& x, Mat<T>& y) override;
   std::vector<Param<T>> params() override;
+  // W ~ N(0, 2 / fan_in) (He et al. 2015) or N(0, 2 / (fan_in + fan_out)) (Glorot & Bengio
+  // 2010); b = 0.
+  void init(Rng& rng, bool xavier) override;
 
   Mat<T> W_;   // (D, H)
   Mat<T> b_;   // (1, H)
@@ -142,6 +148,8 @@ class BatchNorm final : public Layer<T> {
   std::vector<Param<T>> params() override;
   std::vector<Buffer<T>> buffers() override;
   std::vector<std::pair<std::string, std::int64_t*>> counters() override;
+  // gamma = 1, beta = 0, running statistics of a standard normal, no batches seen.
+  void init(Rng& rng, bool xavier) override;
 
   static constexpr double kMomentum = 0.1;
   static constexpr double kEps = 1e-5;

@@ -1,5 +1,5 @@
-// Everything a training run carries from epoch to epoch, and its checkpoints. Private to the
-// library: the trainer and the checkpoint code share it.
+// Everything a training run carries from epoch to epoch, and where its checkpoints go: the
+// trainer and the checkpoint files (io/checkpoint.hpp) share it.
 #pragma once
 
 #include <cstddef>
@@ -60,16 +60,21 @@ struct TrainState {
   WeightsSnapshot best;  // the best epoch's weights, when early stopping is on
 };
 
-// Checks the checkpoint folder before training starts. Without resume: creates it and refuses
-// one that already holds checkpoints (nothing is overwritten by a new run). With resume:
-// restores net, optimizer and state from the newest checkpoint, after checking that it is
-// intact and that its architecture and settings are this run's. Returns the epoch resumed from.
-std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net,
-                                Optimizer& optimizer, TrainState& state,
-                                const std::function<void(const std::string&)>& on_message);
-
-// Writes DIR/checkpoint-epoch-NNNN.safetensors atomically.
-void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
-                      const TrainState& state);
+// Where train() keeps its checkpoints, when options.checkpoint_dir is set: io/checkpoint.hpp's
+// CheckpointFiles writes them as safetensors files.
+class Checkpoints {
+ public:
+  virtual ~Checkpoints() = default;
+  // Before training starts. Without resume: makes ready a place that holds no checkpoints yet
+  // (nothing is overwritten by a new run). With resume: restores net, optimizer and state from
+  // the newest checkpoint, after checking that it is intact and that its architecture and
+  // settings are this run's. Returns the epoch resumed from.
+  virtual std::size_t prepare(const TrainOptions& options, Network<float>& net,
+                              Optimizer& optimizer, TrainState& state,
+                              const std::function<void(const std::string&)>& on_message) = 0;
+  // After each epoch.
+  virtual void write(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
+                     const TrainState& state) = 0;
+};
 
 }  // namespace nanomlp

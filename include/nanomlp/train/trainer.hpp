@@ -95,15 +95,14 @@ struct TrainCallbacks {
   std::function<void(const std::string&)> on_message;
 };
 
-// Throws IoError naming the folder when checkpoint_dir exists and takes no new file (read-only,
-// no permission), so that the run stops before its first epoch, not after it. train() checks
-// this itself; a command calls it earlier to fail before it loads the data.
-void check_checkpoint_dir(const std::string& checkpoint_dir);
+class Checkpoints;  // train_state.hpp
 
 // Initialises (or, with resume, restores) the network and trains it, the way `method` says
-// (the plain step if null). Throws TrainingError on a NaN or infinite loss, naming the epoch
-// and step.
+// (the plain step if null), keeping checkpoints in `checkpoints` (needed when
+// options.checkpoint_dir is set: std::invalid_argument otherwise). Throws TrainingError on a
+// NaN or infinite loss, naming the epoch and step.
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                  const TrainCallbacks& callbacks = {}, TrainMethod* method = nullptr);
+                  const TrainCallbacks& callbacks = {}, TrainMethod* method = nullptr,
+                  Checkpoints* checkpoints = nullptr);
 
 }  // namespace nanomlp

@@ -113,6 +113,15 @@ void BatchNorm<T>::backward(const Mat<T>& dy, Mat<T>* dx) {
 }
 
 template <typename T>
+void BatchNorm<T>::init(Rng& /*rng*/, bool /*xavier*/) {
+  gamma_.fill(T(1));
+  beta_.fill(T(0));
+  running_mean_.fill(T(0));
+  running_var_.fill(T(1));
+  num_batches_tracked_ = 0;
+}
+
+template <typename T>
 std::vector<Param<T>> BatchNorm<T>::params() {
   return {{prefix_ + "weight", &gamma_, &dgamma_}, {prefix_ + "bias", &beta_, &dbeta_}};
 }

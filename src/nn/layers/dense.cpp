@@ -1,3 +1,4 @@
+#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -47,6 +48,18 @@ void Dense<T>::backward(const Mat<T>& dy, Mat<T>* dx) {
     dx->resize(N, D);
     kernels::gemm<T>(false, true, N, D, H, T(1), dy.data(), H, W_.data(), H, T(0), dx->data(), D);
   }
+}
+
+template <typename T>
+void Dense<T>::init(Rng& rng, bool xavier) {
+  const double fan_in = static_cast<double>(W_.rows()), fan_out = static_cast<double>(W_.cols());
+  const double stddev = xavier ? std::sqrt(2.0 / (fan_in + fan_out)) : std::sqrt(2.0 / fan_in);
+  // Drawn in the order of PyTorch's (out, in) weight, so a seed gives the same model file
+  // whatever layout the layer keeps.
+  for (std::size_t h = 0; h < W_.cols(); ++h) {
+    for (std::size_t d = 0; d < W_.rows(); ++d) W_(d, h) = static_cast<T>(rng.normal() * stddev);
+  }
+  b_.fill(T(0));
 }
 
 template <typename T>

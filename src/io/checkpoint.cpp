@@ -1,3 +1,5 @@
+#include "nanomlp/io/checkpoint.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -177,7 +179,7 @@ void check_checkpoint_dir(const std::string& checkpoint_dir) {
   }
 }
 
-void write_checkpoint(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
+void CheckpointFiles::write(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
                       const TrainState& state) {
   SafeTensors st = model_to_safetensors(net);
   for (auto& t : st.tensors) t.name = "model." + t.name;
@@ -295,7 +297,7 @@ std::size_t resume_from(const std::string& path, const SafeTensors& st, const Tr
 
 }  // namespace
 
-std::size_t prepare_checkpoints(const TrainOptions& options, Network<float>& net,
+std::size_t CheckpointFiles::prepare(const TrainOptions& options, Network<float>& net,
                                 Optimizer& optimizer, TrainState& state,
                                 const std::function<void(const std::string&)>& on_message) {
   const std::string& dir = options.checkpoint_dir;

@@ -16,8 +16,8 @@
 #include "nanomlp/app/training.hpp"
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/core/thread_pool.hpp"
-#include "nanomlp/nn/network.hpp"
 #include "nanomlp/fast/plan.hpp"
+#include "nanomlp/nn/network.hpp"
 #include "nanomlp/train/trainer.hpp"
 
 namespace fs = std::filesystem;

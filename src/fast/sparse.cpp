@@ -239,9 +239,8 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
   std::fill(cs, cs + D + 1, 0u);
   for (std::size_t r = r0; r < r1; ++r) {
     // The images are picked at random from 47 MB: fetch the one after next while counting
-    // this one, so that its cache lines arrive in the shadow of the work. (Further ahead
-    // measured slower: 4 rows took the default step from 126 to 148 us, also with two threads
-    // encoding half of each image.)
+    // this one, so that its cache lines arrive in the shadow of the work. (Further ahead ran
+    // slower: bench/README.md, "Behind the thresholds".)
     if (r + 2 < r1) {
       const std::uint8_t* ahead = images + std::size_t{idx[r + 2]} * image_stride;
       for (std::size_t k = 0; k < D; k += 64) __builtin_prefetch(ahead + k);

@@ -113,8 +113,8 @@ namespace {
 
 // Cuts pixels [0, D) into stretches of the given shares of the total weight (at least `least`
 // pixels each): the work of a part follows its inked pixels (encoding, forward and weight
-// gradient alike), and MNIST's lower half holds more ink than its upper half (measured: the
-// part with pixels [392, 784) took 2-4 us longer per step with an even cut).
+// gradient alike), and MNIST's lower half holds more ink than its upper half (with an even cut
+// the part with the lower half ran longer: bench/README.md, "Behind the thresholds").
 std::vector<std::size_t> cut_pixels(const std::vector<double>& weight,
                                     const std::vector<double>& shares, std::size_t least) {
   const std::size_t D = weight.size(), P = shares.size();

@@ -180,7 +180,7 @@ void check_checkpoint_dir(const std::string& checkpoint_dir) {
 }
 
 void CheckpointFiles::write(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
-                      const TrainState& state) {
+                            const TrainState& state) {
   SafeTensors st = model_to_safetensors(net);
   for (auto& t : st.tensors) t.name = "model." + t.name;
   for (const auto& slot : optimizer.slots()) {
@@ -298,8 +298,8 @@ std::size_t resume_from(const std::string& path, const SafeTensors& st, const Tr
 }  // namespace
 
 std::size_t CheckpointFiles::prepare(const TrainOptions& options, Network<float>& net,
-                                Optimizer& optimizer, TrainState& state,
-                                const std::function<void(const std::string&)>& on_message) {
+                                     Optimizer& optimizer, TrainState& state,
+                                     const std::function<void(const std::string&)>& on_message) {
   const std::string& dir = options.checkpoint_dir;
   if (!options.resume) {
     std::error_code ec;

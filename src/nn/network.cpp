@@ -181,7 +181,8 @@ void Network<T>::init(Rng& rng, const std::string& scheme) {
     throw UsageError("--init: expected one of " + join_names(init_names()) + ", got '" + scheme +
                      "'");
   }
-  const bool xavier = scheme == "xavier" || (scheme == "auto" && activation_kind(arch_.activation).xavier);
+  const bool xavier =
+      scheme == "xavier" || (scheme == "auto" && activation_kind(arch_.activation).xavier);
   for (auto& layer : layers_) layer->init(rng, xavier);
 }
 

@@ -294,8 +294,7 @@ EpochRecord run_epoch(Network<float>& net, Optimizer& optimizer, const TrainOpti
 }  // namespace
 
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                  const TrainCallbacks& callbacks, TrainMethod* method,
-                  Checkpoints* checkpoints) {
+                  const TrainCallbacks& callbacks, TrainMethod* method, Checkpoints* checkpoints) {
   options.validate(data.train.count);
   TrainMethod plain;
   if (method == nullptr) method = &plain;
@@ -338,8 +337,9 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   result.method = method->description;
   if (options.resume || !options.checkpoint_dir.empty()) {
     if (checkpoints == nullptr) {
-      throw std::invalid_argument("train: a checkpoint folder needs a Checkpoints writer "
-                                  "(io/checkpoint.hpp)");
+      throw std::invalid_argument(
+          "train: a checkpoint folder needs a Checkpoints writer "
+          "(io/checkpoint.hpp)");
     }
     result.resumed_from_epoch =
         checkpoints->prepare(options, net, *optimizer, state, callbacks.on_message);

@@ -20,7 +20,7 @@ namespace nanomlp {
 
 // The sparse first layer pays at most this share of inked pixels (MNIST 19%, Fashion-MNIST
 // 49%) and at most this width: its cost per inked pixel grows with the width, and so does the
-// GEMM's efficiency.
+// GEMM's efficiency (bench/README.md, "Behind the thresholds", has the timings).
 inline constexpr double kSparseInputMaxDensity = 0.35;
 inline constexpr std::size_t kSparseInputMaxWidth = 256;
 // With the split step, whose parts each encode their own pixels, up to this share.

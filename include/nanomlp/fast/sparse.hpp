@@ -86,12 +86,10 @@ void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, st
 // Whether the sparse work of an (N, H) first-layer output is worth splitting over threads
 // (encoding, forward and weight gradient alike, so that each block stays on one core). Each
 // split step moves the weights and the blocks between the cores' caches (every thread reads
-// all of W and updates its own part), which on the 2-core development machine costs more than
-// the split saves for every network the sparse path is chosen for: 784-128-10 at batch 128
-// trains at 0.14 s per epoch on one thread and 0.155 s split over two, 784-256-10 at batch 64
-// at 0.30 and 0.61 s. (Training the one-hidden-layer network on several threads splits its
-// pixels instead, each thread keeping its own rows of W, nanomlp/split_step.hpp; this
-// split serves deeper networks and evaluation.)
+// all of W and updates its own part), which costs more than the split saves for the networks
+// the sparse path is chosen for (bench/README.md, "Behind the thresholds"). Training the
+// one-hidden-layer network on several threads splits its pixels instead, each thread keeping
+// its own rows of W (fast/split_step.hpp); this split serves deeper networks and evaluation.
 inline bool sparse_parallel(std::size_t N, std::size_t H) {
   return N * H >= 256 * 256;
 }

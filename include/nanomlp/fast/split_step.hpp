@@ -22,8 +22,8 @@
 // Splitting the batch instead, with every thread reading all of W1, moved the 400 KB of weights
 // between the cores' caches at every step and ran slower than one thread on the 2-core
 // development machine. Splitting the rows' phase over the parts too (each part taking N/P rows,
-// then summing the parts' dW2, db2 and db1) cost two barriers per step and ran 1.63-1.76x as
-// fast as one thread in training, against 1.79-1.89x with one head (make bench, 2 cores).
+// then summing the parts' dW2, db2 and db1) cost two barriers per step and ran slower than one
+// head (bench/README.md, "Behind the thresholds").
 #pragma once
 
 #include <cstddef>
@@ -69,9 +69,8 @@ class SplitStep {
   // the head (1 + r) / P - r of it in pixels. Per image, the rows cost about H (3K + 16)
   // multiply-adds (three products with the K-wide output layer, the activation, the softmax
   // and copies), the pixels about 1.8 H per inked pixel (forward and weight gradient) and 25
-  // per pixel (encoding). These weights come from timing the default step's phases on the
-  // development machine: r = 0.11, a head share of 0.446 on two threads, in the middle of the
-  // shares 0.43-0.45 that ran fastest (73.5-75 us per step, against 77-86 us at 0.40 and 0.50).
+  // per pixel (encoding): weights from timing the default step's phases (bench/README.md,
+  // "Behind the thresholds"), which give a head share of 0.446 on two threads.
   static double head_share(const Architecture& arch, double ink, std::size_t parts);
 
   // The first pixel of each part, then D: parts + 1 numbers.

@@ -660,12 +660,9 @@ TEST_F(CliUsageError, EvalWithoutModel) {
   expect_one_error_line(run_cli("eval --data " + quote(data_.root)), 2, {"--model"});
 }
 
-// BUG: --val-split is checked against the training set only in TrainOptions::validate
-// (src/train/trainer.cpp) when train() calls it, after run_train() in apps/nanomlp/cmd_train.cpp has
-// printed its banner (the data line, the model summary table and the settings line), so the
-// usage error is not the only line of output. Expected: run_train() calls
-// opt.validate(data.train.count) right after load_dataset(), before printing anything. The exit
-// code (2) and the message itself are right.
+// --val-split can only be checked once the training set is loaded: TrainOptions::validate does
+// it, called by plan_training() (src/fast/plan.cpp) before run_train() prints its banner, so the
+// usage error is the only line of output.
 TEST(CliUsageErrorRealData, ValSplitNotSmallerThanTrainingSet) {
   const std::string root = require_real_data();
   ASSERT_FALSE(root.empty());

@@ -10,7 +10,7 @@ namespace nanomlp {
 namespace {
 
 // Below this many parameters the update is cheaper than waking a second thread.
-constexpr std::size_t kParallelMinElements = std::size_t{1} << 20;
+constexpr std::size_t kParallelMinParameters = std::size_t{1} << 20;
 
 // SGD with momentum and Nesterov (Sutskever et al. 2013, in PyTorch's form):
 //   g = grad + wd w;  b = mu b + g (b = g on the first step);
@@ -181,7 +181,7 @@ double Optimizer::step(const std::vector<Param<float>>& params, double lr) {
   std::size_t total = 0;
   for (const auto& p : params) total += p.value->size();
   ThreadPool& pool = ThreadPool::global();
-  const int parts = total >= kParallelMinElements ? pool.max_parts() : 1;
+  const int parts = total >= kParallelMinParameters ? pool.max_parts() : 1;
   pool.run(parts, [&](int part) {
     for (std::size_t i = 0; i < params.size(); ++i) {
       const std::size_t n = params[i].value->size();

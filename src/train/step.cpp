@@ -16,18 +16,21 @@ void DenseBatchPath::gather(const Dataset& data, const std::uint32_t* idx, std::
   const std::size_t D = kImagePixels;
   for (std::size_t i = 0; i < N; ++i) labels[i] = data.labels[idx[i]];
   x_.resize(N, D);
-  // Rows are independent: split them over the pool (a tenth of the default step otherwise).
-  ThreadPool::global().for_slices(N, N * D >= 32768, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) {
-      // The images are picked at random from 47 MB: fetch the one after next while converting
-      // this one, so that its 13 cache lines arrive in the shadow of the work.
-      if (i + 2 < end) {
-        const std::uint8_t* ahead = data.image(idx[i + 2]);
-        for (std::size_t b = 0; b < D; b += 64) __builtin_prefetch(ahead + b);
-      }
-      kernels::u8_to_float(data.image(idx[i]), x_.row(i), D, scale_, shift_);
-    }
-  });
+  // Rows are independent: split them over the pool (a tenth of the default step otherwise),
+  // from 32,768 pixels (about 42 images) up.
+  constexpr std::size_t kParallelMinPixels = 32768;
+  ThreadPool::global().for_slices(
+      N, N * D >= kParallelMinPixels, [&](std::size_t first, std::size_t last) {
+        for (std::size_t i = first; i < last; ++i) {
+          // The images are picked at random from 47 MB: fetch the one after next while converting
+          // this one, so that its 13 cache lines arrive in the shadow of the work.
+          if (i + 2 < last) {
+            const std::uint8_t* ahead = data.image(idx[i + 2]);
+            for (std::size_t b = 0; b < D; b += 64) __builtin_prefetch(ahead + b);
+          }
+          kernels::u8_to_float(data.image(idx[i]), x_.row(i), D, scale_, shift_);
+        }
+      });
 }
 
 const Matrix& DenseBatchPath::forward(Network<float>& net, bool training) {

@@ -1,5 +1,7 @@
-// Every hot loop of nanomlp, behind small functions. Each checks its assumptions at entry (as
-// ggml does) and is tested against a naive reference on odd shapes.
+// The hot loops of the maths, behind small functions (the sparse first layer's are in
+// fast/sparse.hpp). The GEMM and the batch-invariant affine kernel check their arguments at
+// entry (as ggml does); the element-wise ones trust their callers, the layers, for shapes. Each
+// is tested against a naive reference on odd shapes.
 //
 // Conventions: all matrices are row-major; shape comments use N (batch), D (inputs),
 // H (outputs of a layer), K (classes).

@@ -325,50 +325,125 @@ nlohmann::ordered_json metrics_document(const RunRecord& run, double load_second
   return j;
 }
 
+// The run's settings: the preset, then every flag given on top of it.
+struct RunSettings {
+  Architecture arch;
+  TrainOptions opt;
+  double warmup_epochs = 0;  // from the preset or --warmup-epochs; steps are set once N is known
+  bool normalize = false;
+};
+
+template <typename Given>
+RunSettings settings_from_flags(const Given& given, const TrainFlags& f) {
+  RunSettings run;
+  apply_preset(f.preset, run.arch, run.opt, run.warmup_epochs);
+  if (given("--hidden")) run.arch.hidden = parse_widths(f.hidden);
+  if (given("--activation")) run.arch.activation = f.activation;
+  if (given("--dropout")) run.arch.dropout = f.dropout;
+  if (given("--batch-norm")) run.arch.batch_norm = f.batch_norm;
+  run.normalize = preset_normalizes(f.preset);
+  if (given("--normalize") || given("--no-normalize")) run.normalize = f.normalize;
+  if (given("--init")) run.opt.init = f.init;
+  if (given("--epochs")) run.opt.epochs = f.epochs;
+  if (given("--batch-size")) run.opt.batch_size = f.batch_size;
+  if (given("--optimizer")) {
+    run.opt.optimizer.name = f.optimizer;
+    if (!given("--lr")) run.opt.schedule.base_lr = default_lr(f.optimizer);
+  }
+  if (given("--lr")) run.opt.schedule.base_lr = f.lr;
+  if (given("--momentum")) run.opt.optimizer.momentum = f.momentum;
+  if (given("--nesterov")) run.opt.optimizer.nesterov = f.nesterov;
+  // An explicit --momentum 0 turns off the preset's Nesterov momentum with it, instead of
+  // failing on a --nesterov the user never gave.
+  if (given("--momentum") && f.momentum == 0 && !given("--nesterov")) {
+    run.opt.optimizer.nesterov = false;
+  }
+  if (given("--weight-decay")) run.opt.optimizer.weight_decay = f.weight_decay;
+  if (given("--clip-grad-norm")) run.opt.optimizer.clip_grad_norm = f.clip_grad_norm;
+  if (given("--schedule")) run.opt.schedule.name = f.schedule;
+  if (given("--step-epochs")) {
+    run.opt.schedule.step_epochs = static_cast<std::int64_t>(f.step_epochs);
+  }
+  if (given("--gamma")) run.opt.schedule.gamma = f.gamma;
+  if (given("--min-lr")) run.opt.schedule.min_lr = f.min_lr;
+  if (given("--label-smoothing")) run.opt.label_smoothing = f.label_smoothing;
+  if (given("--val-split")) run.opt.val_split = f.val_split;
+  if (given("--early-stop")) run.opt.early_stop = f.early_stop;
+  if (given("--eval-test-every-epoch")) run.opt.eval_test_every_epoch = f.eval_test_every_epoch;
+  run.opt.seed = f.seed;
+  run.opt.checkpoint_dir = f.checkpoint_dir;
+  run.opt.resume = f.resume;
+  run.opt.sparse_input = f.sparse_input;
+  run.arch.dataset = f.dataset;
+  return run;
+}
+
+// The banner: data, model summary, and the settings line ending in the plan.
+void print_banner(const TrainFlags& f, const DataSplit& data, double load_seconds,
+                  const Architecture& arch, Network<float>& net, const TrainOptions& opt,
+                  const TrainMethod& method) {
+  std::printf(
+      "nanomlp %s | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
+      " | %d threads | BLAS: %s\n",
+      kVersion, data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count,
+      load_seconds, kernels::num_threads(), kernels::blas_info());
+  std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
+  std::printf(
+      "settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
+      "%zu epochs, seed %llu%s; plan: %s\n",
+      f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
+      opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
+      opt.optimizer.momentum > 0 ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
+                                    (opt.optimizer.nesterov ? " (Nesterov)" : ""))
+                                       .c_str()
+                                 : "",
+      opt.schedule.name.c_str(), opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay,
+      opt.batch_size, opt.epochs, static_cast<unsigned long long>(opt.seed),
+      opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str()
+                        : "",
+      method.description.c_str());
+  std::fflush(stdout);
+}
+
+// Epoch lines and messages unless --quiet; a live progress bar on a terminal.
+TrainCallbacks progress_callbacks(const TrainFlags& f, const TrainOptions& opt) {
+  TrainCallbacks callbacks;
+  const bool live = !f.quiet && stdout_is_terminal();
+  if (!f.quiet) {
+    callbacks.on_epoch = [epochs = opt.epochs, live](const EpochRecord& r) {
+      if (live) std::cout << "\r\033[K";  // replace the progress bar by the summary line
+      print_epoch(r, epochs);
+    };
+    callbacks.on_message = [live](const std::string& m) {
+      if (live) std::cout << "\r\033[K";
+      std::cout << m << std::endl;
+    };
+  }
+  if (live) {
+    callbacks.on_progress = [batch = opt.batch_size](std::size_t done, std::size_t total,
+                                                     double loss, double acc, double seconds) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(kWidth * done / std::max<std::size_t>(1, total));
+      const double rate = static_cast<double>(done * batch) / std::max(1e-9, seconds);
+      const double eta = seconds / static_cast<double>(done) * static_cast<double>(total - done);
+      std::printf("\r\033[K[%s%s] %zu/%zu  loss %.4f  acc %.2f%%  %.0f samples/s  %.1f s left",
+                  std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                  std::string(static_cast<std::size_t>(kWidth - filled), '.').c_str(), done, total,
+                  loss, acc * 100.0, rate, eta);
+      std::fflush(stdout);
+    };
+  }
+  return callbacks;
+}
+
 int run_train(CLI::App& app, const TrainFlags& f) {
   const auto t_start = std::chrono::steady_clock::now();
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
 
-  Architecture arch;
-  TrainOptions opt;
-  double warmup_epochs = 0;
-  apply_preset(f.preset, arch, opt, warmup_epochs);
-  if (given("--hidden")) arch.hidden = parse_widths(f.hidden);
-  if (given("--activation")) arch.activation = f.activation;
-  if (given("--dropout")) arch.dropout = f.dropout;
-  if (given("--batch-norm")) arch.batch_norm = f.batch_norm;
-  bool normalize = preset_normalizes(f.preset);
-  if (given("--normalize") || given("--no-normalize")) normalize = f.normalize;
-  if (given("--init")) opt.init = f.init;
-  if (given("--epochs")) opt.epochs = f.epochs;
-  if (given("--batch-size")) opt.batch_size = f.batch_size;
-  if (given("--optimizer")) {
-    opt.optimizer.name = f.optimizer;
-    if (!given("--lr")) opt.schedule.base_lr = default_lr(f.optimizer);
-  }
-  if (given("--lr")) opt.schedule.base_lr = f.lr;
-  if (given("--momentum")) opt.optimizer.momentum = f.momentum;
-  if (given("--nesterov")) opt.optimizer.nesterov = f.nesterov;
-  // An explicit --momentum 0 turns off the preset's Nesterov momentum with it, instead of
-  // failing on a --nesterov the user never gave.
-  if (given("--momentum") && f.momentum == 0 && !given("--nesterov")) {
-    opt.optimizer.nesterov = false;
-  }
-  if (given("--weight-decay")) opt.optimizer.weight_decay = f.weight_decay;
-  if (given("--clip-grad-norm")) opt.optimizer.clip_grad_norm = f.clip_grad_norm;
-  if (given("--schedule")) opt.schedule.name = f.schedule;
-  if (given("--step-epochs")) opt.schedule.step_epochs = static_cast<std::int64_t>(f.step_epochs);
-  if (given("--gamma")) opt.schedule.gamma = f.gamma;
-  if (given("--min-lr")) opt.schedule.min_lr = f.min_lr;
-  if (given("--label-smoothing")) opt.label_smoothing = f.label_smoothing;
-  if (given("--val-split")) opt.val_split = f.val_split;
-  if (given("--early-stop")) opt.early_stop = f.early_stop;
-  if (given("--eval-test-every-epoch")) opt.eval_test_every_epoch = f.eval_test_every_epoch;
-  opt.seed = f.seed;
-  opt.checkpoint_dir = f.checkpoint_dir;
-  opt.resume = f.resume;
-  opt.sparse_input = f.sparse_input;
-  arch.dataset = f.dataset;
+  RunSettings run = settings_from_flags(given, f);
+  Architecture& arch = run.arch;
+  TrainOptions& opt = run.opt;
+  double& warmup_epochs = run.warmup_epochs;
 
   // Everything that can be checked without the data is checked before loading it: every
   // numeric flag against its range, flags the optimizer or schedule would ignore, the memory
@@ -397,63 +472,15 @@ int run_train(CLI::App& app, const TrainFlags& f) {
         static_cast<std::int64_t>(warmup_epochs * static_cast<double>(steps_per_epoch));
   }
 
-  if (normalize) {
+  if (run.normalize) {
     const PixelStats stats = pixel_stats(data.train);
     arch.norm_mean = stats.mean;
     arch.norm_std = stats.std;
   }
   Network<float> net(arch);
   TrainMethod method = plan_training(net, opt, data, ThreadPool::global().max_parts());
-  if (!f.quiet) {
-    std::printf(
-        "nanomlp %s | data: %s from %s (%zu train, %zu test images, loaded in %.2f s)"
-        " | %d threads | BLAS: %s\n",
-        kVersion, data.name.c_str(), data.dir.c_str(), data.train.count, data.test.count,
-        load_seconds, kernels::num_threads(), kernels::blas_info());
-    std::printf("model %s:\n%s", arch.describe().c_str(), model_summary(net).c_str());
-    std::printf(
-        "settings: preset %s, %s lr %g%s%s, schedule %s, weight decay %g, batch %zu, "
-        "%zu epochs, seed %llu%s; plan: %s\n",
-        f.preset.empty() ? "default" : f.preset.c_str(), opt.optimizer.name.c_str(),
-        opt.schedule.base_lr, opt.optimizer.momentum > 0 ? " momentum " : "",
-        opt.optimizer.momentum > 0 ? (std::to_string(opt.optimizer.momentum).substr(0, 4) +
-                                      (opt.optimizer.nesterov ? " (Nesterov)" : ""))
-                                         .c_str()
-                                   : "",
-        opt.schedule.name.c_str(),
-        opt.optimizer.weight_decay < 0 ? 0.0 : opt.optimizer.weight_decay, opt.batch_size,
-        opt.epochs, static_cast<unsigned long long>(opt.seed),
-        opt.val_split > 0 ? (", validation " + std::to_string(opt.val_split) + " images").c_str()
-                          : "",
-        method.description.c_str());
-    std::fflush(stdout);
-  }
-  TrainCallbacks callbacks;
-  const bool live = !f.quiet && stdout_is_terminal();
-  if (!f.quiet) {
-    callbacks.on_epoch = [&, live](const EpochRecord& r) {
-      if (live) std::cout << "\r\033[K";  // replace the progress bar by the summary line
-      print_epoch(r, opt.epochs);
-    };
-    callbacks.on_message = [live](const std::string& m) {
-      if (live) std::cout << "\r\033[K";
-      std::cout << m << std::endl;
-    };
-  }
-  if (live) {
-    callbacks.on_progress = [&](std::size_t done, std::size_t total, double loss, double acc,
-                                double seconds) {
-      constexpr int kWidth = 24;
-      const int filled = static_cast<int>(kWidth * done / std::max<std::size_t>(1, total));
-      const double rate = static_cast<double>(done * opt.batch_size) / std::max(1e-9, seconds);
-      const double eta = seconds / static_cast<double>(done) * static_cast<double>(total - done);
-      std::printf("\r\033[K[%s%s] %zu/%zu  loss %.4f  acc %.2f%%  %.0f samples/s  %.1f s left",
-                  std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                  std::string(static_cast<std::size_t>(kWidth - filled), '.').c_str(), done, total,
-                  loss, acc * 100.0, rate, eta);
-      std::fflush(stdout);
-    };
-  }
+  if (!f.quiet) print_banner(f, data, load_seconds, arch, net, opt, method);
+  const TrainCallbacks callbacks = progress_callbacks(f, opt);
   const TrainResult result = run_training(net, data, opt, callbacks, &method);
 
   const std::map<std::string, std::string> meta{{"dataset", data.name},

@@ -291,6 +291,15 @@ EpochRecord run_epoch(Network<float>& net, Optimizer& optimizer, const TrainOpti
   return rec;
 }
 
+// The plain step over dense floats wherever `method` names nothing.
+void fill_plain_defaults(TrainMethod& method, const Architecture& arch) {
+  if (!method.runner) {
+    method.runner = std::make_unique<PlainEpochRunner>(std::make_unique<DenseBatchPath>(arch));
+  }
+  if (!method.val_input) method.val_input = std::make_unique<DenseBatchPath>(arch);
+  if (!method.test_input) method.test_input = std::make_unique<DenseBatchPath>(arch);
+}
+
 }  // namespace
 
 TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions& options,
@@ -298,12 +307,7 @@ TrainResult train(Network<float>& net, const DataSplit& data, const TrainOptions
   options.validate(data.train.count);
   TrainMethod plain;
   if (method == nullptr) method = &plain;
-  const Architecture& arch = net.architecture();
-  if (!method->runner) {
-    method->runner = std::make_unique<PlainEpochRunner>(std::make_unique<DenseBatchPath>(arch));
-  }
-  if (!method->val_input) method->val_input = std::make_unique<DenseBatchPath>(arch);
-  if (!method->test_input) method->test_input = std::make_unique<DenseBatchPath>(arch);
+  fill_plain_defaults(*method, net.architecture());
 
   TrainState state(options.seed);
   std::vector<std::uint32_t> train_idx(data.train.count), val_idx;

@@ -20,6 +20,7 @@
 #include "nanomlp/io/safetensors.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/nn/network.hpp"
+#include "nanomlp/train/presets.hpp"
 #include "nanomlp/train/trainer.hpp"
 #include "test_util.hpp"
 
@@ -257,6 +258,35 @@ TEST_F(TrainerTest, EarlyStoppingKeepsTheWeightsOfTheBestEpoch) {
   EXPECT_TRUE(model_bytes(net) == model_bytes(again));
   EXPECT_EQ(p.test.accuracy, r.test.accuracy);
   EXPECT_EQ(*p.epochs.back().val_accuracy, best);
+}
+
+TEST(Presets, AreTheRecipesOfTheReadme) {
+  const Preset seed = make_preset("seed");
+  EXPECT_EQ(seed.arch.hidden, (std::vector<std::size_t>{128}));
+  EXPECT_EQ(seed.options.schedule.base_lr, 0.1);
+  EXPECT_EQ(seed.options.schedule.name, "constant");
+  EXPECT_EQ(seed.options.optimizer.momentum, 0.0);
+  EXPECT_EQ(seed.options.batch_size, 64u);
+  EXPECT_EQ(seed.options.epochs, 10u);
+  EXPECT_FALSE(seed.normalize);
+  const Preset tuned = make_preset("");  // the default
+  EXPECT_EQ(tuned.options.schedule.name, "cosine");
+  EXPECT_EQ(tuned.options.schedule.base_lr, 0.05);
+  EXPECT_TRUE(tuned.options.optimizer.nesterov);
+  EXPECT_EQ(tuned.options.optimizer.weight_decay, 5e-4);
+  EXPECT_EQ(tuned.warmup_epochs, 1.0);
+  EXPECT_TRUE(tuned.normalize);
+  const Preset best = make_preset("best");
+  EXPECT_EQ(best.arch.hidden, (std::vector<std::size_t>{1024, 1024}));
+  EXPECT_TRUE(best.arch.batch_norm);
+  EXPECT_EQ(best.arch.dropout, 0.3);
+  EXPECT_EQ(best.options.epochs, 30u);
+  EXPECT_EQ(best.options.label_smoothing, 0.1);
+  EXPECT_EQ(preset_names(), (std::vector<std::string>{"seed", "default", "best"}));
+  EXPECT_THAT(message_of<UsageError>([] { make_preset("fast"); }),
+              HasSubstr("--preset: expected one of seed, default, best, got 'fast'"));
+  EXPECT_EQ(default_lr("adam"), 1e-3);
+  EXPECT_EQ(default_lr("rmsprop"), 1e-2);
 }
 
 TEST_F(TrainerTest, EarlyStoppingWithoutValidationSplitIsAUsageError) {

@@ -27,6 +27,7 @@
 #include "nanomlp/io/safetensors.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/train/metrics.hpp"
+#include "nanomlp/train/presets.hpp"
 #include "nanomlp/train/trainer.hpp"
 
 namespace nanomlp::cli {
@@ -100,51 +101,11 @@ std::vector<std::size_t> parse_widths(const std::string& text) {
 // - best: the strongest MLP that trains in under 5 minutes on 2 cores without augmentation:
 //   784-1024-1024-10 with batch norm and dropout, the same optimizer and schedule, label
 //   smoothing (Szegedy et al. 2016), more epochs.
-void apply_preset(const std::string& preset, Architecture& arch, TrainOptions& opt,
-                  double& warmup_epochs) {
-  arch.hidden = {128};
-  opt.epochs = 10;
-  opt.batch_size = 64;
-  opt.optimizer = OptimizerConfig{};
-  opt.schedule = ScheduleConfig{};
-  opt.schedule.base_lr = 0.1;
-  warmup_epochs = 0;
-  if (preset == "seed") return;
-  opt.optimizer.momentum = 0.9;
-  opt.optimizer.nesterov = true;
-  opt.optimizer.weight_decay = 5e-4;
-  opt.schedule.name = "cosine";
-  opt.schedule.base_lr = 0.05;
-  warmup_epochs = 1;
-  if (preset.empty() || preset == "default") return;
-  if (preset == "best") {
-    arch.hidden = {1024, 1024};
-    arch.batch_norm = true;
-    arch.dropout = 0.3;
-    opt.epochs = 30;
-    opt.batch_size = 128;
-    opt.schedule.base_lr = 0.1;
-    opt.label_smoothing = 0.1;
-    return;
-  }
-  throw UsageError("--preset: expected one of seed, default, best, got '" + preset + "'");
-}
-
 // Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB).
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
-
-bool preset_normalizes(const std::string& preset) {
-  return preset != "seed";
-}
-
-double default_lr(const std::string& optimizer) {
-  if (optimizer == "adam" || optimizer == "adamw") return 1e-3;
-  if (optimizer == "rmsprop") return 1e-2;
-  return 0.1;
 }
 
 std::string pct(double fraction) {
@@ -335,13 +296,12 @@ struct RunSettings {
 
 template <typename Given>
 RunSettings settings_from_flags(const Given& given, const TrainFlags& f) {
-  RunSettings run;
-  apply_preset(f.preset, run.arch, run.opt, run.warmup_epochs);
+  const Preset preset = make_preset(f.preset);
+  RunSettings run{preset.arch, preset.options, preset.warmup_epochs, preset.normalize};
   if (given("--hidden")) run.arch.hidden = parse_widths(f.hidden);
   if (given("--activation")) run.arch.activation = f.activation;
   if (given("--dropout")) run.arch.dropout = f.dropout;
   if (given("--batch-norm")) run.arch.batch_norm = f.batch_norm;
-  run.normalize = preset_normalizes(f.preset);
   if (given("--normalize") || given("--no-normalize")) run.normalize = f.normalize;
   if (given("--init")) run.opt.init = f.init;
   if (given("--epochs")) run.opt.epochs = f.epochs;

@@ -126,6 +126,46 @@ INSTANTIATE_TEST_SUITE_P(OddShapes, SparseTest,
                                            Case{7, 3, 1, 0.0f}, Case{65, 50, 300, -1.0f},
                                            Case{2, 64, 16, 0.5f}));
 
+// The kernels the build runs (AVX-512 where the compiler targets it) against the portable
+// reference, which every build compiles: widths around the 16-column vectors and the 128-column
+// tiles, a block of one row, a nonzero shift, and a stretch of the pixels for the gradient.
+TEST(Sparse, TheBuildsKernelsMatchThePortableReference) {
+  Rng rng(31);
+  for (const std::size_t N : {1, 33, 70}) {
+    for (const std::size_t H : {1, 15, 16, 17, 127, 129, 300}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " H=" + std::to_string(H));
+      const std::size_t D = 97;
+      const auto images = random_images(N, D, 0.3, rng);
+      std::vector<std::uint32_t> idx(N);
+      std::iota(idx.begin(), idx.end(), 0u);
+      SparseBatch s;
+      kernels::sparse_reshape(s, N, D, -0.25f);
+      for (std::size_t b = 0; b < s.blocks(); ++b) {
+        kernels::sparse_encode_block(s, b, images.data(), idx.data(), 1.0f / 255.0f);
+      }
+      Matrix W(D, H), bias(1, H), dy(N, H);
+      testing::fill_random(W, rng, 0.5);
+      testing::fill_random(bias, rng, 0.5);
+      testing::fill_random(dy, rng, 1.0);
+      Matrix y(N, H), y_ref(N, H), dW(D, H), dW_ref(D, H), db(1, H), db_ref(1, H);
+      for (std::size_t b = 0; b < s.blocks(); ++b) {
+        kernels::sparse_forward_block(s, b, W.data(), bias.data(), y.row(s.block_begin[b]), H);
+        kernels::portable::sparse_forward_block(s, b, W.data(), bias.data(),
+                                                y_ref.row(s.block_begin[b]), H);
+      }
+      kernels::sparse_weight_grad(s, dy.data(), H, 3, D, dW.data(), db.data());
+      kernels::portable::sparse_weight_grad(s, dy.data(), H, 3, D, dW_ref.data(), db_ref.data());
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        ASSERT_NEAR(y.data()[i], y_ref.data()[i], 1e-5 * (1 + std::fabs(y_ref.data()[i]))) << i;
+      }
+      for (std::size_t i = 3 * H; i < dW.size(); ++i) {
+        ASSERT_NEAR(dW.data()[i], dW_ref.data()[i], 1e-5 * (1 + std::fabs(dW_ref.data()[i]))) << i;
+      }
+      for (std::size_t h = 0; h < H; ++h) ASSERT_NEAR(db(0, h), db_ref(0, h), 1e-5) << h;
+    }
+  }
+}
+
 TEST(Sparse, BlocksAreNearEqualAndIndependentOfThreads) {
   SparseBatch s;
   kernels::sparse_reshape(s, 100, 784, 0.0f);

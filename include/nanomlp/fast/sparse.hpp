@@ -94,6 +94,16 @@ inline bool sparse_parallel(std::size_t N, std::size_t H) {
   return N * H >= 256 * 256;
 }
 
+// The two products in plain loops, always compiled: the readable reference, and the oracle
+// the tests hold the AVX-512 forms to (src/fast/sparse_avx512.cpp). sparse_forward_block and
+// sparse_weight_grad above are these where the build does not target AVX-512.
+namespace portable {
+void sparse_forward_block(const SparseBatch& s, std::size_t b, const float* W, const float* bias,
+                          float* y_block, std::size_t H);
+void sparse_weight_grad(const SparseBatch& s, const float* dy, std::size_t H, std::size_t k0,
+                        std::size_t k1, float* dW, float* db);
+}  // namespace portable
+
 // x (N, D) = S + shift, dense: the test oracle's view of the batch.
 void sparse_to_dense(const SparseBatch& s, float* x);
 

@@ -1,6 +1,5 @@
 #include "nanomlp/app/training.hpp"
 
-#include "nanomlp/core/thread_pool.hpp"
 #include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/checkpoint.hpp"
 
@@ -8,12 +7,8 @@ namespace nanomlp {
 
 TrainResult run_training(Network<float>& net, const DataSplit& data, const TrainOptions& options,
                          const TrainCallbacks& callbacks, TrainMethod* method) {
-  TrainMethod planned;
-  if (method == nullptr) {
-    planned = plan_training(net, options, data, ThreadPool::global().max_parts());
-    method = &planned;
-  }
   CheckpointFiles files;
+  if (method == nullptr) return train_planned(net, data, options, callbacks, &files);
   return train(net, data, options, callbacks, method, &files);
 }
 

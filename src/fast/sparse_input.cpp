@@ -74,9 +74,7 @@ Dense<float>& first_linear(Network<float>& net) {
 }  // namespace
 
 SparseBatchPath::SparseBatchPath(const Architecture& arch)
-    : scale_(arch.input_scale()),
-      shift_(arch.input_shift()),
-      first_width_(arch.hidden.empty() ? arch.num_classes : arch.hidden[0]) {}
+    : scale_(arch.input_scale()), shift_(arch.input_shift()), first_width_(arch.first_width()) {}
 
 void SparseBatchPath::gather(const Dataset& data, const std::uint32_t* idx, std::size_t N,
                              std::uint8_t* labels, const std::uint32_t* next_idx) {

@@ -88,9 +88,7 @@ void TrainOptions::validate(std::size_t train_count) const {
                      format_number(optimizer.eps));
   }
   make_optimizer(optimizer);  // validates the name
-  if (sparse_input != "auto" && sparse_input != "on" && sparse_input != "off") {
-    throw UsageError("--sparse-input: expected auto, on or off, got '" + sparse_input + "'");
-  }
+  check_sparse_input_mode(sparse_input);
   validate_schedule(schedule);
   // Schedule settings.
   expect_unit_interval("--gamma", schedule.gamma, false);
@@ -105,6 +103,12 @@ void TrainOptions::validate(std::size_t train_count) const {
   }
   if (resume && checkpoint_dir.empty()) {
     throw UsageError("--resume: needs --checkpoint-dir DIR");
+  }
+}
+
+void TrainOptions::check_sparse_input_mode(const std::string& mode) {
+  if (mode != "auto" && mode != "on" && mode != "off") {
+    throw UsageError("--sparse-input: expected auto, on or off, got '" + mode + "'");
   }
 }
 

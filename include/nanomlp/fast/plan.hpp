@@ -46,8 +46,9 @@ TrainMethod plan_training(Network<float>& net, const TrainOptions& options, cons
 // How evaluation should read `data` for a network of `arch`: sparse when "auto" says so.
 std::unique_ptr<BatchPath> plan_input(const Architecture& arch, const Dataset& data);
 
-// train() with plan_training()'s method on the global thread pool's threads.
+// train() with plan_training()'s method on the global thread pool's threads, keeping
+// checkpoints in `checkpoints` (see train()).
 TrainResult train_planned(Network<float>& net, const DataSplit& data, const TrainOptions& options,
-                          const TrainCallbacks& callbacks = {});
+                          const TrainCallbacks& callbacks = {}, Checkpoints* checkpoints = nullptr);
 
 }  // namespace nanomlp

@@ -27,6 +27,8 @@ struct Architecture {
 
   float input_scale() const { return static_cast<float>(1.0 / (255.0 * norm_std)); }
   float input_shift() const { return static_cast<float>(-norm_mean / norm_std); }
+  // H of the first Linear layer: the first hidden width, or K without hidden layers.
+  std::size_t first_width() const { return hidden.empty() ? num_classes : hidden[0]; }
 
   // Throws UsageError naming the setting (`--hidden`, `--activation`, `--dropout`).
   void validate() const;

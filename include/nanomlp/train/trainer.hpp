@@ -38,6 +38,8 @@ struct TrainOptions {
 
   // Throws UsageError naming the flag for an invalid value.
   void validate(std::size_t train_count) const;
+  // Throws UsageError naming --sparse-input unless mode is auto, on or off.
+  static void check_sparse_input_mode(const std::string& mode);
   std::string to_json() const;
 };
 

@@ -287,53 +287,45 @@ nlohmann::ordered_json metrics_document(const RunRecord& run, double load_second
 }
 
 // The run's settings: the preset, then every flag given on top of it.
-struct RunSettings {
-  Architecture arch;
-  TrainOptions opt;
-  double warmup_epochs = 0;  // from the preset or --warmup-epochs; steps are set once N is known
-  bool normalize = false;
-};
-
 template <typename Given>
-RunSettings settings_from_flags(const Given& given, const TrainFlags& f) {
-  const Preset preset = make_preset(f.preset);
-  RunSettings run{preset.arch, preset.options, preset.warmup_epochs, preset.normalize};
+Preset settings_from_flags(const Given& given, const TrainFlags& f) {
+  Preset run = make_preset(f.preset);
   if (given("--hidden")) run.arch.hidden = parse_widths(f.hidden);
   if (given("--activation")) run.arch.activation = f.activation;
   if (given("--dropout")) run.arch.dropout = f.dropout;
   if (given("--batch-norm")) run.arch.batch_norm = f.batch_norm;
   if (given("--normalize") || given("--no-normalize")) run.normalize = f.normalize;
-  if (given("--init")) run.opt.init = f.init;
-  if (given("--epochs")) run.opt.epochs = f.epochs;
-  if (given("--batch-size")) run.opt.batch_size = f.batch_size;
+  if (given("--init")) run.options.init = f.init;
+  if (given("--epochs")) run.options.epochs = f.epochs;
+  if (given("--batch-size")) run.options.batch_size = f.batch_size;
   if (given("--optimizer")) {
-    run.opt.optimizer.name = f.optimizer;
-    if (!given("--lr")) run.opt.schedule.base_lr = default_lr(f.optimizer);
+    run.options.optimizer.name = f.optimizer;
+    if (!given("--lr")) run.options.schedule.base_lr = default_lr(f.optimizer);
   }
-  if (given("--lr")) run.opt.schedule.base_lr = f.lr;
-  if (given("--momentum")) run.opt.optimizer.momentum = f.momentum;
-  if (given("--nesterov")) run.opt.optimizer.nesterov = f.nesterov;
+  if (given("--lr")) run.options.schedule.base_lr = f.lr;
+  if (given("--momentum")) run.options.optimizer.momentum = f.momentum;
+  if (given("--nesterov")) run.options.optimizer.nesterov = f.nesterov;
   // An explicit --momentum 0 turns off the preset's Nesterov momentum with it, instead of
   // failing on a --nesterov the user never gave.
   if (given("--momentum") && f.momentum == 0 && !given("--nesterov")) {
-    run.opt.optimizer.nesterov = false;
+    run.options.optimizer.nesterov = false;
   }
-  if (given("--weight-decay")) run.opt.optimizer.weight_decay = f.weight_decay;
-  if (given("--clip-grad-norm")) run.opt.optimizer.clip_grad_norm = f.clip_grad_norm;
-  if (given("--schedule")) run.opt.schedule.name = f.schedule;
+  if (given("--weight-decay")) run.options.optimizer.weight_decay = f.weight_decay;
+  if (given("--clip-grad-norm")) run.options.optimizer.clip_grad_norm = f.clip_grad_norm;
+  if (given("--schedule")) run.options.schedule.name = f.schedule;
   if (given("--step-epochs")) {
-    run.opt.schedule.step_epochs = static_cast<std::int64_t>(f.step_epochs);
+    run.options.schedule.step_epochs = static_cast<std::int64_t>(f.step_epochs);
   }
-  if (given("--gamma")) run.opt.schedule.gamma = f.gamma;
-  if (given("--min-lr")) run.opt.schedule.min_lr = f.min_lr;
-  if (given("--label-smoothing")) run.opt.label_smoothing = f.label_smoothing;
-  if (given("--val-split")) run.opt.val_split = f.val_split;
-  if (given("--early-stop")) run.opt.early_stop = f.early_stop;
-  if (given("--eval-test-every-epoch")) run.opt.eval_test_every_epoch = f.eval_test_every_epoch;
-  run.opt.seed = f.seed;
-  run.opt.checkpoint_dir = f.checkpoint_dir;
-  run.opt.resume = f.resume;
-  run.opt.sparse_input = f.sparse_input;
+  if (given("--gamma")) run.options.schedule.gamma = f.gamma;
+  if (given("--min-lr")) run.options.schedule.min_lr = f.min_lr;
+  if (given("--label-smoothing")) run.options.label_smoothing = f.label_smoothing;
+  if (given("--val-split")) run.options.val_split = f.val_split;
+  if (given("--early-stop")) run.options.early_stop = f.early_stop;
+  if (given("--eval-test-every-epoch")) run.options.eval_test_every_epoch = f.eval_test_every_epoch;
+  run.options.seed = f.seed;
+  run.options.checkpoint_dir = f.checkpoint_dir;
+  run.options.resume = f.resume;
+  run.options.sparse_input = f.sparse_input;
   run.arch.dataset = f.dataset;
   return run;
 }
@@ -400,9 +392,9 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   const auto t_start = std::chrono::steady_clock::now();
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
 
-  RunSettings run = settings_from_flags(given, f);
+  Preset run = settings_from_flags(given, f);
   Architecture& arch = run.arch;
-  TrainOptions& opt = run.opt;
+  TrainOptions& opt = run.options;
   double& warmup_epochs = run.warmup_epochs;
 
   // Everything that can be checked without the data is checked before loading it: every

@@ -34,7 +34,8 @@ Preset make_preset(const std::string& name) {
     p.options.label_smoothing = 0.1;
     return p;
   }
-  throw UsageError("--preset: expected one of seed, default, best, got '" + name + "'");
+  throw UsageError("--preset: expected one of " + join_names(preset_names()) + ", got '" + name +
+                   "'");
 }
 
 double default_lr(const std::string& optimizer) {

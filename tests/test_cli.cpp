@@ -660,9 +660,9 @@ TEST_F(CliUsageError, EvalWithoutModel) {
   expect_one_error_line(run_cli("eval --data " + quote(data_.root)), 2, {"--model"});
 }
 
-// --val-split can only be checked once the training set is loaded: TrainOptions::validate does
-// it, called by plan_training() (src/fast/plan.cpp) before run_train() prints its banner, so the
-// usage error is the only line of output.
+// --val-split can only be checked once the training set is loaded: run_train() calls
+// TrainOptions::validate right after load_dataset(), before it prints anything, so the usage
+// error is the only line of output.
 TEST(CliUsageErrorRealData, ValSplitNotSmallerThanTrainingSet) {
   const std::string root = require_real_data();
   ASSERT_FALSE(root.empty());

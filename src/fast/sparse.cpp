@@ -2,10 +2,6 @@
 
 #include "sparse_avx512.hpp"
 
-#if NANOMLP_SPARSE_AVX512
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -108,23 +104,7 @@ void sparse_encode_block(SparseBatch& s, std::size_t b, const std::uint8_t* imag
       rows[pos] = local;
       values[pos] = scale * static_cast<float>(img[k]);
     };
-    std::size_t k = 0;
-#if NANOMLP_SPARSE_AVX512
-    // 64 pixels at a time, the last stretch through a masked load (which reads nothing past
-    // the image): a byte-by-byte tail would branch on every pixel, and the split step
-    // (split_step.hpp) encodes stretches of any length.
-    for (; k < D; k += 64) {
-      const std::size_t n = std::min<std::size_t>(64, D - k);
-      const __mmask64 in = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
-      const __m512i bytes = _mm512_maskz_loadu_epi8(in, img + k);
-      for (std::uint64_t m = _mm512_test_epi8_mask(bytes, bytes); m != 0; m &= m - 1) {
-        place(k + static_cast<std::size_t>(__builtin_ctzll(m)));
-      }
-    }
-#endif
-    for (; k < D; ++k) {
-      if (img[k] != 0) place(k);
-    }
+    avx512::for_each_inked(img, D, place);
   }
   // Placing moved each cs[k] on to the end of pixel k's entries: shift them one slot so that
   // cs[k] is pixel k's start again and cs[k + 1] its end.

@@ -392,7 +392,7 @@ void bm_step(benchmark::State& state, int threads) {
   const int parts = nanomlp::SplitStep::parts_for(arch.input_dim, threads);
   const std::size_t steps_per_iteration = parts > 0 ? kSplitSteps : 1;
   if (parts > 0) {
-    nanomlp::SplitStep split(arch, config, parts, &data);
+    nanomlp::SplitStep split(net, *opt, parts, &data);
     split.load(net, *opt);
     nanomlp::ScheduleConfig schedule;
     schedule.base_lr = 0.01;

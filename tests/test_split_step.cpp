@@ -44,6 +44,13 @@ Architecture arch(std::size_t hidden) {
   return a;
 }
 
+// A split step for a network of `a`, trained with `config` (the step keeps neither).
+SplitStep split_for(const Architecture& a, const OptimizerConfig& config, int parts,
+                    const Dataset* ink_of = nullptr) {
+  Network<float> net(a);
+  return SplitStep(net, *make_optimizer(config), parts, ink_of);
+}
+
 std::vector<Matrix> weights(Network<float>& net) {
   std::vector<Matrix> w;
   for (auto& p : net.params()) w.push_back(*p.value);
@@ -107,10 +114,11 @@ TEST_F(SplitStepTest, TakesOnlyOneHiddenLayerSparseRunsOnSeveralThreads) {
   clipped.clip_grad_norm = 1.0;
   EXPECT_FALSE(SplitStep::computes(wide, *make_optimizer(clipped)));
   EXPECT_THAT(planned(arch(128), clipped, 2), HasSubstr("the optimizer is not element-wise"));
-  EXPECT_THROW(SplitStep(deep, sgd, 2), std::invalid_argument);
+  EXPECT_THROW(split_for(deep, sgd, 2), std::invalid_argument);
+  EXPECT_THROW(SplitStep(wide, *make_optimizer(clipped), 2), std::invalid_argument);
   // Loading a network it does not compute is refused too.
   Network<float> deep_net(deep);
-  SplitStep split(arch(128), sgd, 2);
+  SplitStep split = split_for(arch(128), sgd, 2);
   EXPECT_THROW(split.load(deep_net, *make_optimizer(sgd)), std::invalid_argument);
 }
 
@@ -132,11 +140,11 @@ TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualWork) {
   // Without images, every pixel weighs 1 and an image is taken to ink 784 / 5 of them:
   // 784-32-10: r = 32 x 46 / (1.8 x 32 x 156.8 + 19600) = 1472 / 28631.7 = 0.051411.
   // Two parts: the head's share is 0.474294, 371.85 pixels: the cut is at 372.
-  EXPECT_EQ(SplitStep(arch(32), sgd, 2).pixel_cuts(), (std::vector<std::size_t>{0, 372, 784}));
+  EXPECT_EQ(split_for(arch(32), sgd, 2).pixel_cuts(), (std::vector<std::size_t>{0, 372, 784}));
   // Three: the head's share is 0.299059 (234.46: 235), the others' 0.350471 each
   // (234.46 + 274.77 = 509.23: 510).
   kernels::set_num_threads(3);
-  EXPECT_EQ(SplitStep(arch(32), sgd, 3).pixel_cuts(), (std::vector<std::size_t>{0, 235, 510, 784}));
+  EXPECT_EQ(split_for(arch(32), sgd, 3).pixel_cuts(), (std::vector<std::size_t>{0, 235, 510, 784}));
   // `images` images inked on their last `inked` pixels only: a pixel weighs 1, plus 1 for each
   // image that inks it.
   auto bottom_ink = [](std::size_t images, std::size_t inked) {
@@ -155,12 +163,12 @@ TEST_F(SplitStepTest, CutsThePixelsIntoPartsOfEqualWork) {
   // share 0.470978 of 684 x 1 + 100 x 11 = 1784, 840.22: reached 15 pixels into the ink
   // (684 + 15 x 11 = 849).
   const Dataset some = bottom_ink(10, 100);
-  EXPECT_EQ(SplitStep(arch(32), sgd, 2, &some).pixel_cuts(),
+  EXPECT_EQ(split_for(arch(32), sgd, 2, &some).pixel_cuts(),
             (std::vector<std::size_t>{0, 699, 784}));
   // The head's share (0.464534 of 764 + 20 x 101) is reached at pixel 770, but the last part
   // keeps at least 64 pixels.
   const Dataset heavy = bottom_ink(100, 20);
-  EXPECT_EQ(SplitStep(arch(32), sgd, 2, &heavy).pixel_cuts(),
+  EXPECT_EQ(split_for(arch(32), sgd, 2, &heavy).pixel_cuts(),
             (std::vector<std::size_t>{0, 720, 784}));
 }
 
@@ -186,7 +194,7 @@ TEST_F(SplitStepTest, LoadThenStoreGivesBackWeightsAndOptimizerStateBitForBit) {
     std::vector<Matrix> state_before;
     for (auto& slot : optimizer->slots()) state_before.push_back(*slot.value);
 
-    SplitStep split(net.architecture(), config, 2);
+    SplitStep split(net, *optimizer, 2);
     split.load(net, *optimizer);
     for (auto& p : net.params()) p.value->fill(0.0f);
     for (auto& slot : optimizer->slots()) slot.value->fill(0.0f);
@@ -261,7 +269,7 @@ TEST_F(SplitStepTest, StepsFollowTheSerialStep) {
     // Split over the parts' threads.
     kernels::set_num_threads(c.parts);
     auto parallel_opt = make_optimizer(config);
-    SplitStep split(parallel.architecture(), config, c.parts);
+    SplitStep split(parallel, *parallel_opt, c.parts);
     split.load(parallel, *parallel_opt);
     std::vector<double> split_loss;
     std::vector<std::size_t> rows;
@@ -333,7 +341,7 @@ TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAfterItsStepAndLeavesThePoolUsa
   net.init(rng);
   OptimizerConfig config;
   auto optimizer = make_optimizer(config);
-  SplitStep split(net.architecture(), config, 2);
+  SplitStep split(net, *optimizer, 2);
   split.load(net, *optimizer);
   ScheduleConfig schedule;
   std::size_t calls = 0;
@@ -349,7 +357,7 @@ TEST_F(SplitStepTest, AThrowingCallbackEndsTheRunAfterItsStepAndLeavesThePoolUsa
   Rng same(2);
   three.init(same);
   auto three_optimizer = make_optimizer(config);
-  SplitStep three_split(three.architecture(), config, 2);
+  SplitStep three_split(three, *three_optimizer, 2);
   three_split.load(three, *three_optimizer);
   EXPECT_EQ(three_split
                 .run(data, idx.data(), 3 * 16, 16, schedule, 0, 0.0f,
@@ -375,7 +383,7 @@ TEST_F(SplitStepTest, RefusesToRunWithoutAThreadPerPart) {
   std::vector<std::uint32_t> idx(data.count);
   std::iota(idx.begin(), idx.end(), 0u);
   OptimizerConfig config;
-  SplitStep split(arch(32), config, 2);
+  SplitStep split = split_for(arch(32), config, 2);
   kernels::set_num_threads(1);
   EXPECT_THAT(message_of<std::logic_error>([&] {
                 split.run(data, idx.data(), data.count, 16, ScheduleConfig{}, 0, 0.0f,

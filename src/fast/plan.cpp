@@ -103,7 +103,7 @@ TrainMethod plan_training(Network<float>& net, const TrainOptions& options, cons
   const std::string input = std::string(sparse ? "sparse" : "dense") + " input (" +
                             input_reason(train_ink, options.sparse_input, width, parts > 0) + ")";
   if (sparse && parts > 0) {
-    method.runner = std::make_unique<SplitEpochRunner>(arch, options.optimizer, parts, &data.train);
+    method.runner = std::make_unique<SplitEpochRunner>(net, *optimizer, parts, &data.train);
     method.description = "split step on " + std::to_string(parts) + " threads, " + input;
   } else {
     method.runner = std::make_unique<PlainEpochRunner>(make_input(sparse, arch));

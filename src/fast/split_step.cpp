@@ -138,14 +138,15 @@ std::vector<std::size_t> cut_pixels(const std::vector<double>& weight,
 
 }  // namespace
 
-SplitStep::SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
+SplitStep::SplitStep(Network<float>& net, const Optimizer& optimizer, int parts,
                      const Dataset* ink_of)
-    : arch_(arch) {
-  if (arch.hidden.size() != 1 || arch.batch_norm || arch.dropout > 0.0 || parts < 2 ||
-      parts != parts_for(arch.input_dim, parts) || config.clip_grad_norm > 0.0) {
+    : arch_(net.architecture()) {
+  const Architecture& arch = arch_;
+  if (!computes(net, optimizer) || parts < 2 || parts != parts_for(arch.input_dim, parts)) {
     throw std::invalid_argument("SplitStep: " + std::to_string(parts) + " parts for " +
                                 arch.describe());
   }
+  const OptimizerConfig& config = optimizer.config();
   parts_.resize(static_cast<std::size_t>(parts));
   const std::size_t D = arch.input_dim, P = parts_.size();
   // Weight of a pixel: 1 (its share of the per-pixel work) plus how often it is inked.
@@ -216,6 +217,49 @@ void SplitStep::store(Network<float>& net, Optimizer& optimizer) {
   optimizer.set_steps(parts_.front()->optimizer->steps());
 }
 
+// What the parts of one run() share: its arguments, the two hand-over counters, and how it
+// ends. The counters and the stop flag sit on cache lines of their own, apart from the
+// read-only arguments every part reads at each step.
+struct SplitStep::Run {
+  Run(const Dataset& d, const std::uint32_t* rows, std::size_t count, std::size_t batch,
+      const ScheduleConfig& sched, std::int64_t first, float smoothing, const StepFn& after,
+      const Architecture& arch)
+      : data(d),
+        idx(rows),
+        n(count),
+        B(batch),
+        steps((count + batch - 1) / batch),
+        schedule(sched),
+        first_step(first),
+        label_smoothing(smoothing),
+        after_step(after),
+        scale(arch.input_scale()),
+        shift(arch.input_shift()) {}
+
+  const Dataset& data;
+  const std::uint32_t* idx;  // (n) the rows of data, in training order
+  std::size_t n, B, steps;
+  const ScheduleConfig& schedule;
+  std::int64_t first_step;
+  float label_smoothing;
+  const StepFn& after_step;
+  float scale, shift;  // the input normalisation: x = scale u + shift
+
+  alignas(64) std::atomic<std::size_t> dpre_steps{0};  // steps whose dpre the head handed over
+  // Set when the run ends early (a loss that is not finite, a throw): every part leaves at its
+  // next wait, or the head at once.
+  alignas(64) std::atomic<bool> stop{false};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // the first throw of any part
+  Outcome outcome;           // written by the head only
+
+  bool stopped() const { return stop.load(std::memory_order_acquire); }
+  void fail() {
+    if (!failed.exchange(true)) error = std::current_exception();
+    stop.store(true, std::memory_order_release);
+  }
+};
+
 SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx, std::size_t n,
                                   std::size_t B, const ScheduleConfig& schedule,
                                   std::int64_t first_step, float label_smoothing,
@@ -227,126 +271,138 @@ SplitStep::Outcome SplitStep::run(const Dataset& data, const std::uint32_t* idx,
     throw std::logic_error("SplitStep::run: " + std::to_string(P) +
                            " parts need as many idle threads");
   }
-  Outcome outcome;
-  if (B == 0 || n == 0) return outcome;
-  const std::size_t D = arch_.input_dim, H = arch_.hidden[0], K = arch_.num_classes;
-  const float scale = arch_.input_scale(), shift = arch_.input_shift();
-  const std::size_t steps = (n + B - 1) / B;
-  outcome.steps = steps;  // written by the head only
-
+  if (B == 0 || n == 0) return {};
+  Run run(data, idx, n, B, schedule, first_step, label_smoothing, after_step, arch_);
+  run.outcome.steps = run.steps;
   for (auto& part : parts_) part->y_steps.store(0, std::memory_order_relaxed);
-  alignas(64) std::atomic<std::size_t> dpre_steps{0};  // steps whose dpre the head handed over
-  // Set when the run ends early (a loss that is not finite, a throw): every part leaves at its
-  // next wait, or the head at once.
-  alignas(64) std::atomic<bool> stop{false};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;  // the first throw of any part
-  auto fail = [&] {
-    if (!failed.exchange(true)) error = std::current_exception();
-    stop.store(true, std::memory_order_release);
-  };
+  pool.run(P, [&](int part) { run_part(run, static_cast<std::size_t>(part)); });
+  if (run.error) std::rethrow_exception(run.error);
+  return run.outcome;
+}
 
-  pool.run(P, [&](int part) {
-    const auto p = static_cast<std::size_t>(part);
-    Part& me = *parts_[p];
-    Part& head = *parts_.front();
-    const std::size_t Dp = me.W1.rows();
-    // This part's pixels of batch s, into x[s % 2] (the part still needs the other batch).
-    auto encode = [&](std::size_t s) {
-      const std::size_t start = s * B, N = std::min(B, n - start);
-      const std::uint32_t* rows = idx + start;
-      const bool next_full = N == B && start + 2 * B <= n;
-      SparseBatch& x = me.x[s % 2];
-      kernels::sparse_reshape(x, N, Dp, shift);
-      for (std::size_t b = 0; b < x.blocks(); ++b) {
-        kernels::sparse_encode_block(x, b, data.images.data() + me.k0, D, rows, scale,
-                                     next_full ? rows + B : nullptr);
-      }
-    };
-    auto stopped = [&] { return stop.load(std::memory_order_acquire); };
-    try {
-      encode(0);
-      for (std::size_t s = 0; s < steps; ++s) {
-        const std::size_t start = s * B, N = std::min(B, n - start);
-        const SparseBatch& x = me.x[s % 2];
-        // y_p (N, H) = S_p W1_p + shift 1 1^T W1_p: this part's share of the first layer, and
-        // the bias b1 in the head's.
-        me.y.resize(N, H);
-        const float* bias = p == 0 ? me.b1.data() : me.zero_bias.data();
-        for (std::size_t b = 0; b < x.blocks(); ++b) {
-          kernels::sparse_forward_block(x, b, me.W1.data(), bias, me.y.row(x.block_begin[b]), H);
-        }
-        const double lr = learning_rate(schedule, first_step + static_cast<std::int64_t>(s));
-
-        if (p > 0) {  // a worker: hand y_p over, encode the next batch, wait for dpre
-          me.y_steps.store(s + 1, std::memory_order_release);
-          if (s + 1 < steps) encode(s + 1);
-          spin_until([&] { return dpre_steps.load(std::memory_order_acquire) > s || stopped(); });
-          if (dpre_steps.load(std::memory_order_acquire) <= s) break;
-          // dW1_p (Dp, H) = S_p^T dpre + shift 1 db1, over every row of the batch.
-          kernels::sparse_weight_grad(x, head.dpre.data(), H, 0, Dp, me.dW1.data(), nullptr);
-          me.optimizer->step(me.params, lr);
-          continue;
-        }
-
-        // The head: pre (N, H) = y_0 + y_1 + ..., summed in part order into y_0.
-        for (std::size_t q = 1; q < parts_.size(); ++q) {
-          const Part& worker = *parts_[q];
-          spin_until(
-              [&] { return worker.y_steps.load(std::memory_order_acquire) > s || stopped(); });
-        }
-        if (stopped()) break;
-        Matrix& pre = me.y;
-        for (std::size_t q = 1; q < parts_.size(); ++q) {
-          const float* yq = parts_[q]->y.data();
-          float* out = pre.data();
-          for (std::size_t j = 0; j < N * H; ++j) out[j] += yq[j];
-        }
-        // a = act(pre);  z (N, K) = a W2 + b2;  the loss and dz.
-        me.act->forward(pre, me.a, true);
-        me.z.resize(N, K);
-        me.dz.resize(N, K);
-        me.labels.resize(N);
-        for (std::size_t i = 0; i < N; ++i) me.labels[i] = data.labels[idx[start + i]];
-        kernels::gemm<float>(false, false, N, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
-                             me.z.data(), K);
-        kernels::add_bias_rows(me.z.data(), me.b2.data(), N, K);
-        std::size_t hits = 0;
-        const double loss = kernels::softmax_cross_entropy<float>(
-            me.z.data(), me.labels.data(), N, K, label_smoothing, me.dz.data(), &hits);
-        if (!std::isfinite(loss)) {  // stop before any part updates
-          outcome = {s, loss};
-          stop.store(true, std::memory_order_release);
-          break;
-        }
-        // da (N, H) = dz W2^T;  dpre = act'(da): what the workers wait for.
-        me.da.resize(N, H);
-        kernels::gemm<float>(false, true, N, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
-                             me.da.data(), H);
-        me.act->backward(me.da, &me.dpre);
-        dpre_steps.store(s + 1, std::memory_order_release);
-
-        // dW2 (H, K) = a^T dz;  db2 = 1^T dz.
-        kernels::gemm<float>(true, false, H, K, N, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
-                             me.dW2.data(), K);
-        kernels::sum_rows(me.dz.data(), me.db2.data(), N, K);
-        try {
-          after_step(s, N, loss, hits, lr);
-        } catch (...) {
-          fail();  // this step still completes on every part, then the run ends
-        }
-        // dW1_0 = S_0^T dpre + shift 1 db1 and db1 = 1^T dpre, in one pass over dpre.
-        kernels::sparse_weight_grad(x, me.dpre.data(), H, 0, Dp, me.dW1.data(), me.db1.data());
-        me.optimizer->step(me.params, lr);
-        if (stopped()) break;
-        if (s + 1 < steps) encode(s + 1);
-      }
-    } catch (...) {
-      fail();
+// Part p's whole run: its first batch, then at each step its share of the forward pass and
+// the rest of the step of a worker or of the head, until the last step or a stop.
+void SplitStep::run_part(Run& run, std::size_t p) {
+  Part& me = *parts_[p];
+  try {
+    encode(run, me, 0);
+    for (std::size_t s = 0; s < run.steps; ++s) {
+      forward_share(run, me, p == 0, s);
+      const double lr = learning_rate(run.schedule, run.first_step + static_cast<std::int64_t>(s));
+      if (!(p > 0 ? worker_step(run, me, s, lr) : head_step(run, s, lr))) break;
     }
-  });
-  if (error) std::rethrow_exception(error);
-  return outcome;
+  } catch (...) {
+    run.fail();
+  }
+}
+
+// This part's pixels of batch s, into x[s % 2] (the part still needs the other batch).
+void SplitStep::encode(Run& run, Part& me, std::size_t s) {
+  const std::size_t start = s * run.B, N = std::min(run.B, run.n - start);
+  const std::uint32_t* rows = run.idx + start;
+  const bool next_full = N == run.B && start + 2 * run.B <= run.n;
+  SparseBatch& x = me.x[s % 2];
+  kernels::sparse_reshape(x, N, me.W1.rows(), run.shift);
+  for (std::size_t b = 0; b < x.blocks(); ++b) {
+    kernels::sparse_encode_block(x, b, run.data.images.data() + me.k0, arch_.input_dim, rows,
+                                 run.scale, next_full ? rows + run.B : nullptr);
+  }
+}
+
+// y_p (N, H) = S_p W1_p + shift 1 1^T W1_p: this part's share of the first layer, and the bias
+// b1 in the head's.
+void SplitStep::forward_share(Run& run, Part& me, bool head, std::size_t s) {
+  const SparseBatch& x = me.x[s % 2];
+  const std::size_t H = arch_.hidden[0];
+  me.y.resize(std::min(run.B, run.n - s * run.B), H);
+  const float* bias = head ? me.b1.data() : me.zero_bias.data();
+  for (std::size_t b = 0; b < x.blocks(); ++b) {
+    kernels::sparse_forward_block(x, b, me.W1.data(), bias, me.y.row(x.block_begin[b]), H);
+  }
+}
+
+// A worker hands y_p over, encodes the next batch while the head works through the rows, waits
+// for dpre, then updates its rows of W1. False when the run stopped instead.
+bool SplitStep::worker_step(Run& run, Part& me, std::size_t s, double lr) {
+  me.y_steps.store(s + 1, std::memory_order_release);
+  if (s + 1 < run.steps) encode(run, me, s + 1);
+  spin_until([&] { return run.dpre_steps.load(std::memory_order_acquire) > s || run.stopped(); });
+  if (run.dpre_steps.load(std::memory_order_acquire) <= s) return false;
+  // dW1_p (Dp, H) = S_p^T dpre + shift 1 db1, over every row of the batch.
+  const Part& head = *parts_.front();
+  kernels::sparse_weight_grad(me.x[s % 2], head.dpre.data(), arch_.hidden[0], 0, me.W1.rows(),
+                              me.dW1.data(), nullptr);
+  me.optimizer->step(me.params, lr);
+  return true;
+}
+
+// The head's rows: pre (N, H) = y_0 + y_1 + ..., summed in part order into y_0;
+// a = act(pre);  z (N, K) = a W2 + b2;  the summed loss of the batch into `loss`, and dz.
+// False when the run stopped while the head waited for the workers' y_p.
+bool SplitStep::head_rows(Run& run, std::size_t s, double* loss, std::size_t* hits) {
+  Part& me = *parts_.front();
+  for (std::size_t q = 1; q < parts_.size(); ++q) {
+    const Part& worker = *parts_[q];
+    spin_until([&] { return worker.y_steps.load(std::memory_order_acquire) > s || run.stopped(); });
+  }
+  if (run.stopped()) return false;
+  const std::size_t start = s * run.B, N = me.y.rows(), H = arch_.hidden[0];
+  const std::size_t K = arch_.num_classes;
+  Matrix& pre = me.y;
+  for (std::size_t q = 1; q < parts_.size(); ++q) {
+    const float* yq = parts_[q]->y.data();
+    float* out = pre.data();
+    for (std::size_t j = 0; j < N * H; ++j) out[j] += yq[j];
+  }
+  me.act->forward(pre, me.a, true);
+  me.z.resize(N, K);
+  me.dz.resize(N, K);
+  me.labels.resize(N);
+  for (std::size_t i = 0; i < N; ++i) me.labels[i] = run.data.labels[run.idx[start + i]];
+  kernels::gemm<float>(false, false, N, K, H, 1.0f, me.a.data(), H, me.W2.data(), K, 0.0f,
+                       me.z.data(), K);
+  kernels::add_bias_rows(me.z.data(), me.b2.data(), N, K);
+  *loss = kernels::softmax_cross_entropy<float>(me.z.data(), me.labels.data(), N, K,
+                                                run.label_smoothing, me.dz.data(), hits);
+  return true;
+}
+
+// The head's step after its share of the forward pass: the rows, dpre for the workers, the
+// output layer's gradients, the caller's after_step, its own rows of W1 and b1, W2 and b2, and
+// its pixels of the next batch. False when the run ends at this step.
+bool SplitStep::head_step(Run& run, std::size_t s, double lr) {
+  Part& me = *parts_.front();
+  double loss = 0.0;
+  std::size_t hits = 0;
+  if (!head_rows(run, s, &loss, &hits)) return false;
+  if (!std::isfinite(loss)) {  // stop before any part updates
+    run.outcome = {s, loss};
+    run.stop.store(true, std::memory_order_release);
+    return false;
+  }
+  const std::size_t N = me.y.rows(), H = arch_.hidden[0], K = arch_.num_classes;
+  // da (N, H) = dz W2^T;  dpre = act'(da): what the workers wait for.
+  me.da.resize(N, H);
+  kernels::gemm<float>(false, true, N, H, K, 1.0f, me.dz.data(), K, me.W2.data(), K, 0.0f,
+                       me.da.data(), H);
+  me.act->backward(me.da, &me.dpre);
+  run.dpre_steps.store(s + 1, std::memory_order_release);
+  // dW2 (H, K) = a^T dz;  db2 = 1^T dz.
+  kernels::gemm<float>(true, false, H, K, N, 1.0f, me.a.data(), H, me.dz.data(), K, 0.0f,
+                       me.dW2.data(), K);
+  kernels::sum_rows(me.dz.data(), me.db2.data(), N, K);
+  try {
+    run.after_step(s, N, loss, hits, lr);
+  } catch (...) {
+    run.fail();  // this step still completes on every part, then the run ends
+  }
+  // dW1_0 = S_0^T dpre + shift 1 db1 and db1 = 1^T dpre, in one pass over dpre.
+  kernels::sparse_weight_grad(me.x[s % 2], me.dpre.data(), H, 0, me.W1.rows(), me.dW1.data(),
+                              me.db1.data());
+  me.optimizer->step(me.params, lr);
+  if (run.stopped()) return false;
+  if (s + 1 < run.steps) encode(run, me, s + 1);
+  return true;
 }
 
 }  // namespace nanomlp

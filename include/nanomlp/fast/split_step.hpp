@@ -55,12 +55,13 @@ class SplitStep {
   // How many parts `threads` threads can use for D pixels: 0 if fewer than two.
   static int parts_for(std::size_t D, int threads);
 
-  // Parts for `arch`, stepped by optimizers configured like `config`. Each thread allocates its
-  // own part, so that no two parts share a cache line or a prefetcher's reach. The pixels are
-  // cut by their weight, 1 plus the number of the first 10,000 images of `ink_of` that ink
-  // them (all equal without it): the head gets head_share() of the total, the other parts
-  // equal shares of the rest.
-  SplitStep(const Architecture& arch, const OptimizerConfig& config, int parts,
+  // Parts for `net`, which this step must compute (computes()), each stepped by an optimizer
+  // configured like `optimizer`; throws std::invalid_argument otherwise, or when `parts` is not
+  // what parts_for() allows. Each thread allocates its own part, so that no two parts share a
+  // cache line or a prefetcher's reach. The pixels are cut by their weight, 1 plus the number
+  // of the first 10,000 images of `ink_of` that ink them (all equal without it): the head gets
+  // head_share() of the total, the other parts equal shares of the rest.
+  SplitStep(Network<float>& net, const Optimizer& optimizer, int parts,
             const Dataset* ink_of = nullptr);
 
   // The head's share of the pixels' work, for images with `ink` inked pixels on average. Its
@@ -105,6 +106,15 @@ class SplitStep {
 
  private:
   struct Part;
+  struct Run;
+  // The pieces of run(): what part p does over the whole run, and its steps.
+  void run_part(Run& run, std::size_t p);
+  void encode(Run& run, Part& me, std::size_t s);
+  void forward_share(Run& run, Part& me, bool head, std::size_t s);
+  bool worker_step(Run& run, Part& me, std::size_t s, double lr);
+  bool head_step(Run& run, std::size_t s, double lr);
+  bool head_rows(Run& run, std::size_t s, double* loss, std::size_t* hits);
+
   Architecture arch_;
   std::vector<std::unique_ptr<Part>> parts_;
   std::vector<std::size_t> cuts_;  // (parts + 1) part p owns pixels [cuts_[p], cuts_[p + 1])
@@ -114,9 +124,9 @@ class SplitStep {
 // network and the optimizer into the parts, runs, and stores them back.
 class SplitEpochRunner final : public EpochRunner {
  public:
-  SplitEpochRunner(const Architecture& arch, const OptimizerConfig& config, int parts,
+  SplitEpochRunner(Network<float>& net, const Optimizer& optimizer, int parts,
                    const Dataset* ink_of)
-      : split_(arch, config, parts, ink_of) {}
+      : split_(net, optimizer, parts, ink_of) {}
   EpochOutcome run_epoch(Network<float>& net, Optimizer& optimizer, const Epoch& epoch,
                          const AfterStep& after_step) override;
   SplitStep& split() { return split_; }

@@ -46,6 +46,63 @@ const ActivationKind& activation_kind(const std::string& name) {
                    name + "'");
 }
 
+template <typename T>
+std::unique_ptr<Layer<T>> make_linear(const LayerSpec& spec, std::string prefix) {
+  return std::make_unique<Dense<T>>(spec.in, spec.out, std::move(prefix));
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_batch_norm(const LayerSpec& spec, std::string prefix) {
+  return std::make_unique<BatchNorm<T>>(spec.out, std::move(prefix));
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_activation_layer(const LayerSpec& spec, std::string) {
+  return make_activation<T>(spec.activation);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_dropout(const LayerSpec& spec, std::string) {
+  return std::make_unique<Dropout<T>>(spec.p);
+}
+
+std::string linear_module(const LayerSpec& spec) {
+  return "Linear(" + std::to_string(spec.in) + ", " + std::to_string(spec.out) + ")";
+}
+std::string batch_norm_module(const LayerSpec& spec) {
+  return "BatchNorm1d(" + std::to_string(spec.out) + ")";
+}
+std::string activation_module(const LayerSpec& spec) {
+  return activation_kind(spec.activation).torch_module;
+}
+std::string dropout_module(const LayerSpec& spec) {
+  return "Dropout(" + std::to_string(spec.p) + ")";
+}
+
+// One row per layer kind: its factory (taking the parameter-name prefix, "3." for module 3,
+// so that names match a PyTorch state dict) and its entry in the model file's nn.Sequential.
+// A new kind is a row here, its place in Architecture::layers() and its layer class.
+struct LayerKind {
+  LayerSpec::Kind kind;
+  std::string (*torch_module)(const LayerSpec&);
+  std::unique_ptr<Layer<float>> (*make_float)(const LayerSpec&, std::string);
+  std::unique_ptr<Layer<double>> (*make_double)(const LayerSpec&, std::string);
+};
+
+const LayerKind kLayerKinds[] = {
+    {LayerSpec::Kind::linear, linear_module, make_linear<float>, make_linear<double>},
+    {LayerSpec::Kind::batch_norm, batch_norm_module, make_batch_norm<float>,
+     make_batch_norm<double>},
+    {LayerSpec::Kind::activation, activation_module, make_activation_layer<float>,
+     make_activation_layer<double>},
+    {LayerSpec::Kind::dropout, dropout_module, make_dropout<float>, make_dropout<double>},
+};
+
+const LayerKind& layer_kind(LayerSpec::Kind kind) {
+  for (const LayerKind& row : kLayerKinds) {
+    if (row.kind == kind) return row;
+  }
+  throw std::logic_error("no row in kLayerKinds for layer kind " +
+                         std::to_string(static_cast<int>(kind)));
+}
+
 }  // namespace
 
 const std::vector<std::string>& activation_names() {
@@ -103,6 +160,21 @@ std::string Architecture::describe() const {
   return s.str();
 }
 
+std::vector<LayerSpec> Architecture::layers() const {
+  using Kind = LayerSpec::Kind;
+  std::vector<LayerSpec> specs;
+  std::size_t in = input_dim;
+  for (std::size_t h : hidden) {
+    specs.push_back({Kind::linear, in, h, "", 0.0});
+    if (batch_norm) specs.push_back({Kind::batch_norm, h, h, "", 0.0});
+    specs.push_back({Kind::activation, h, h, activation, 0.0});
+    if (dropout > 0.0) specs.push_back({Kind::dropout, h, h, "", dropout});
+    in = h;
+  }
+  specs.push_back({Kind::linear, in, num_classes, "", 0.0});
+  return specs;
+}
+
 std::string Architecture::to_json() const {
   nlohmann::ordered_json j;
   j["input_dim"] = input_dim;
@@ -115,18 +187,8 @@ std::string Architecture::to_json() const {
   j["normalisation"] = {{"divide_by", 255}, {"mean", norm_mean}, {"std", norm_std}};
   // The nn.Sequential this file's tensors belong to, for readers other than nanomlp.
   std::vector<std::string> modules;
-  std::size_t in = input_dim;
-  auto add_linear = [&](std::size_t out) {
-    modules.push_back("Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")");
-    in = out;
-  };
-  for (std::size_t h : hidden) {
-    add_linear(h);
-    if (batch_norm) modules.push_back("BatchNorm1d(" + std::to_string(h) + ")");
-    modules.push_back(activation_kind(activation).torch_module);
-    if (dropout > 0) modules.push_back("Dropout(" + std::to_string(dropout) + ")");
-  }
-  add_linear(num_classes);
+  for (const LayerSpec& spec : layers())
+    modules.push_back(layer_kind(spec.kind).torch_module(spec));
   j["modules"] = modules;
   return j.dump();
 }
@@ -161,16 +223,15 @@ template <typename T>
 Network<T>::Network(Architecture arch) : arch_(std::move(arch)) {
   arch_.validate();
   // Module indices follow nn.Sequential, so parameter names match a PyTorch state dict.
-  std::size_t in = arch_.input_dim;
-  auto index = [this] { return std::to_string(layers_.size()) + "."; };
-  for (std::size_t h : arch_.hidden) {
-    layers_.push_back(std::make_unique<Dense<T>>(in, h, index()));
-    if (arch_.batch_norm) layers_.push_back(std::make_unique<BatchNorm<T>>(h, index()));
-    layers_.push_back(make_activation<T>(arch_.activation));
-    if (arch_.dropout > 0.0) layers_.push_back(std::make_unique<Dropout<T>>(arch_.dropout));
-    in = h;
+  for (const LayerSpec& spec : arch_.layers()) {
+    const LayerKind& kind = layer_kind(spec.kind);
+    std::string prefix = std::to_string(layers_.size()) + ".";
+    if constexpr (std::is_same_v<T, float>) {
+      layers_.push_back(kind.make_float(spec, std::move(prefix)));
+    } else {
+      layers_.push_back(kind.make_double(spec, std::move(prefix)));
+    }
   }
-  layers_.push_back(std::make_unique<Dense<T>>(in, arch_.num_classes, index()));
   outs_.resize(layers_.size());
   grads_.resize(layers_.size());
 }

@@ -13,6 +13,15 @@
 
 namespace nanomlp {
 
+// One module of the network, in nn.Sequential's order (Architecture::layers()).
+struct LayerSpec {
+  enum class Kind { linear, batch_norm, activation, dropout };
+  Kind kind;
+  std::size_t in = 0, out = 0;  // widths: in -> out for Linear, out = in for the others
+  std::string activation;       // the activation's name (one of activation_names())
+  double p = 0.0;               // Dropout's probability
+};
+
 struct Architecture {
   std::size_t input_dim = 784;           // D: pixels of one image
   std::vector<std::size_t> hidden{128};  // widths of the hidden layers
@@ -29,6 +38,11 @@ struct Architecture {
   float input_shift() const { return static_cast<float>(-norm_mean / norm_std); }
   // H of the first Linear layer: the first hidden width, or K without hidden layers.
   std::size_t first_width() const { return hidden.empty() ? num_classes : hidden[0]; }
+
+  // The modules, in order: per hidden width Linear, BatchNorm1d (with batch_norm), the
+  // activation, Dropout (with dropout > 0); then the output Linear. Network builds these and
+  // to_json() lists them.
+  std::vector<LayerSpec> layers() const;
 
   // Throws UsageError naming the setting (`--hidden`, `--activation`, `--dropout`).
   void validate() const;

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "gradcheck.hpp"
 #include "nanomlp/core/errors.hpp"
@@ -132,6 +133,28 @@ TEST(Network, SequentialIndicesLeaveRoomForBatchNormAndDropout) {
   EXPECT_EQ(counter->dtype, "I64");
   EXPECT_TRUE(counter->shape.empty());
   ASSERT_NE(st.find("5.running_var"), nullptr);
+}
+
+TEST(Network, BuildsAndListsTheModulesOfArchitectureLayers) {
+  Architecture a;
+  a.hidden = {32, 16};
+  a.activation = "leaky_relu";
+  a.batch_norm = true;
+  a.dropout = 0.25;
+  Network<float> net(a);
+  // The layers built and the model file's nn.Sequential both follow Architecture::layers().
+  std::vector<std::string> types;
+  for (const auto& layer : net.layers()) types.emplace_back(layer->type());
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"Linear", "BatchNorm1d", "LeakyReLU", "Dropout", "Linear",
+                                      "BatchNorm1d", "LeakyReLU", "Dropout", "Linear"}));
+  ASSERT_EQ(a.layers().size(), types.size());
+  EXPECT_EQ(a.layers()[4].in, 32u);
+  EXPECT_EQ(a.layers()[4].out, 16u);
+  const auto modules = nlohmann::json::parse(a.to_json())["modules"];
+  EXPECT_EQ(modules, nlohmann::json({"Linear(784, 32)", "BatchNorm1d(32)", "LeakyReLU(0.01)",
+                                     "Dropout(0.250000)", "Linear(32, 16)", "BatchNorm1d(16)",
+                                     "LeakyReLU(0.01)", "Dropout(0.250000)", "Linear(16, 10)"}));
 }
 
 TEST(ModelIo, LinearWeightIsPyTorchsOutByInInTheFile) {

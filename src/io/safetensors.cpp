@@ -391,7 +391,11 @@ std::vector<std::uint8_t> serialize_safetensors(const SafeTensors& st) {
 
 // --- parsing ---
 
-SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std::string& source) {
+namespace {
+
+// The length of the JSON header, checked against the limit and against the file.
+std::uint64_t read_header_length(const std::vector<std::uint8_t>& bytes,
+                                 const std::string& source) {
   if (bytes.size() < kLengthPrefixBytes) {
     fail(source, "expected at least 8 bytes (the header length), found a file of " +
                      std::to_string(bytes.size()) + " bytes");
@@ -408,7 +412,11 @@ SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std:
                      std::to_string(bytes.size()) + " minus the 8-byte length prefix (at most " +
                      std::to_string(after_prefix) + " bytes)");
   }
+  return header_len;
+}
 
+Json parse_header(const std::vector<std::uint8_t>& bytes, std::uint64_t header_len,
+                  const std::string& source) {
   Json header;
   try {
     header = parse_untrusted_json(std::string_view(
@@ -420,66 +428,67 @@ SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std:
     fail(source,
          "corrupt header: expected a JSON object, found " + std::string(header.type_name()));
   }
+  return header;
+}
 
-  const std::uint8_t* data_section = bytes.data() + kLengthPrefixBytes + header_len;
-  const std::uint64_t data_len = after_prefix - header_len;
-
-  SafeTensors st;
-  std::vector<PendingTensor> pending;
-  pending.reserve(header.size());
-  for (const auto& [name, entry] : header.items()) {
-    if (name == kMetadataKey) {
-      st.metadata = parse_metadata(entry, source);
-      continue;
-    }
-    if (!entry.is_object()) {
-      fail(source, "tensor " + quoted(name) +
-                       ": expected an object with dtype, shape and data_offsets, found " +
-                       std::string(entry.type_name()));
-    }
-    const Json& dtype_json = require_key(entry, "dtype", source, name);
-    const Json& shape_json = require_key(entry, "shape", source, name);
-    const Json& offsets_json = require_key(entry, "data_offsets", source, name);
-    if (!dtype_json.is_string()) {
-      fail(source, "tensor " + quoted(name) + ": dtype: expected a string, found " +
-                       std::string(dtype_json.type_name()));
-    }
-
-    PendingTensor p;
-    p.entry.name = name;
-    p.entry.dtype = dtype_json.get<std::string>();
-    p.entry.shape = parse_shape(shape_json, source, name);
-    std::tie(p.begin, p.end) = parse_offsets(offsets_json, source, name);
-
-    std::uint64_t expected_bytes = 0;
-    std::string error;
-    if (!checked_byte_size(p.entry.dtype, p.entry.shape, expected_bytes, error)) {
-      fail(source, "tensor " + quoted(name) + ": " + error);
-    }
-    if (p.end > data_len) {
-      fail(source, "tensor " + quoted(name) + ": data_offsets [" + std::to_string(p.begin) + ", " +
-                       std::to_string(p.end) + "] end beyond the data section of " +
-                       std::to_string(data_len) + " bytes (truncated file?)");
-    }
-    if (p.end - p.begin != expected_bytes) {
-      fail(source, "tensor " + quoted(name) + ": expected " + std::to_string(expected_bytes) +
-                       " bytes for shape " + shape_to_string(p.entry.shape) + " " + p.entry.dtype +
-                       ", found data_offsets [" + std::to_string(p.begin) + ", " +
-                       std::to_string(p.end) + "] spanning " + std::to_string(p.end - p.begin) +
-                       " bytes");
-    }
-    pending.push_back(std::move(p));
+// One tensor's header entry, checked on its own: its fields, and that its data_offsets span
+// exactly its size and lie within the data section of data_len bytes.
+PendingTensor parse_tensor_entry(const std::string& name, const Json& entry, std::uint64_t data_len,
+                                 const std::string& source) {
+  if (!entry.is_object()) {
+    fail(source, "tensor " + quoted(name) +
+                     ": expected an object with dtype, shape and data_offsets, found " +
+                     std::string(entry.type_name()));
+  }
+  const Json& dtype_json = require_key(entry, "dtype", source, name);
+  const Json& shape_json = require_key(entry, "shape", source, name);
+  const Json& offsets_json = require_key(entry, "data_offsets", source, name);
+  if (!dtype_json.is_string()) {
+    fail(source, "tensor " + quoted(name) + ": dtype: expected a string, found " +
+                     std::string(dtype_json.type_name()));
   }
 
-  // The spec requires the data section to be fully indexed: tensors packed in offset order with
-  // no overlap, no gap and no trailing bytes. Stable sort keeps zero-size ties deterministic.
+  PendingTensor p;
+  p.entry.name = name;
+  p.entry.dtype = dtype_json.get<std::string>();
+  p.entry.shape = parse_shape(shape_json, source, name);
+  std::tie(p.begin, p.end) = parse_offsets(offsets_json, source, name);
+
+  std::uint64_t expected_bytes = 0;
+  std::string error;
+  if (!checked_byte_size(p.entry.dtype, p.entry.shape, expected_bytes, error)) {
+    fail(source, "tensor " + quoted(name) + ": " + error);
+  }
+  if (p.end > data_len) {
+    fail(source, "tensor " + quoted(name) + ": data_offsets [" + std::to_string(p.begin) + ", " +
+                     std::to_string(p.end) + "] end beyond the data section of " +
+                     std::to_string(data_len) + " bytes (truncated file?)");
+  }
+  if (p.end - p.begin != expected_bytes) {
+    fail(source, "tensor " + quoted(name) + ": expected " + std::to_string(expected_bytes) +
+                     " bytes for shape " + shape_to_string(p.entry.shape) + " " + p.entry.dtype +
+                     ", found data_offsets [" + std::to_string(p.begin) + ", " +
+                     std::to_string(p.end) + "] spanning " + std::to_string(p.end - p.begin) +
+                     " bytes");
+  }
+  return p;
+}
+
+// The spec requires the data section to be fully indexed: tensors packed in offset order with
+// no overlap, no gap and no trailing bytes. Sorts pending into that order; the stable sort
+// keeps zero-size ties deterministic.
+void sort_and_check_packing(std::vector<PendingTensor>& pending, std::uint64_t data_len,
+                            const std::string& source) {
   std::stable_sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   std::uint64_t cursor = 0;
   const std::string* previous = nullptr;
   for (const PendingTensor& p : pending) {
-    const std::string range = "[" + std::to_string(p.begin) + ", " + std::to_string(p.end) + "]";
+    // Appended rather than "[" + ...: GCC 12 warns (-Wrestrict, a false positive) on that form
+    // once this function is inlined.
+    std::string range = "[";
+    range += std::to_string(p.begin) + ", " + std::to_string(p.end) + "]";
     if (p.begin < cursor) {
       fail(source, "tensor " + quoted(p.entry.name) + ": data_offsets " + range +
                        " overlap tensor " + quoted(*previous) + " which ends at byte " +
@@ -499,6 +508,27 @@ SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std:
                      " bytes, found " + std::to_string(data_len - cursor) +
                      " trailing unused bytes after byte " + std::to_string(cursor));
   }
+}
+
+}  // namespace
+
+SafeTensors parse_safetensors(const std::vector<std::uint8_t>& bytes, const std::string& source) {
+  const std::uint64_t header_len = read_header_length(bytes, source);
+  const Json header = parse_header(bytes, header_len, source);
+  const std::uint8_t* data_section = bytes.data() + kLengthPrefixBytes + header_len;
+  const std::uint64_t data_len = bytes.size() - kLengthPrefixBytes - header_len;
+
+  SafeTensors st;
+  std::vector<PendingTensor> pending;
+  pending.reserve(header.size());
+  for (const auto& [name, entry] : header.items()) {
+    if (name == kMetadataKey) {
+      st.metadata = parse_metadata(entry, source);
+      continue;
+    }
+    pending.push_back(parse_tensor_entry(name, entry, data_len, source));
+  }
+  sort_and_check_packing(pending, data_len, source);
 
   st.tensors.reserve(pending.size());
   for (PendingTensor& p : pending) {

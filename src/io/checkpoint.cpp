@@ -211,74 +211,108 @@ void CheckpointFiles::write(const TrainOptions& options, Network<float>& net, Op
 
 namespace {
 
-// Restores the run from the checkpoint st read from path; returns its epoch.
-std::size_t resume_from(const std::string& path, const SafeTensors& st, const TrainOptions& options,
-                        Network<float>& net, Optimizer& optimizer, TrainState& state,
-                        const std::function<void(const std::string&)>& on_message) {
-  auto meta = [&](const std::string& key) -> std::string {
+// A checkpoint read from path; every metadata entry it is asked for must be there.
+struct CheckpointView {
+  const std::string& path;
+  const SafeTensors& st;
+
+  std::string meta(const std::string& key) const {
     auto it = st.metadata.find(key);
     if (it == st.metadata.end()) {
       throw ModelFormatError(path + ": corrupt checkpoint: no '" + key + "' in __metadata__");
     }
     return it->second;
-  };
-  if (meta("format") != kCheckpointFormat) {
-    throw ModelFormatError(path + ": not a nanomlp checkpoint (format '" + meta("format") + "')");
   }
-  if (meta("checkpoint_version") != std::to_string(kCheckpointVersion)) {
-    throw ModelFormatError(path + ": checkpoint version '" + meta("checkpoint_version") +
+};
+
+// That the checkpoint is one this nanomlp reads, of this run's architecture and settings.
+void check_resumable(const CheckpointView& ck, const TrainOptions& options,
+                     const Architecture& current,
+                     const std::function<void(const std::string&)>& on_message) {
+  const std::string& path = ck.path;
+  if (ck.meta("format") != kCheckpointFormat) {
+    throw ModelFormatError(path + ": not a nanomlp checkpoint (format '" + ck.meta("format") +
+                           "')");
+  }
+  if (ck.meta("checkpoint_version") != std::to_string(kCheckpointVersion)) {
+    throw ModelFormatError(path + ": checkpoint version '" + ck.meta("checkpoint_version") +
                            "' is not supported by this nanomlp (reads " +
                            std::to_string(kCheckpointVersion) + ")");
   }
-  const Architecture arch = Architecture::from_json(meta("architecture"), path);
-  if (arch.to_json() != net.architecture().to_json()) {
+  const Architecture arch = Architecture::from_json(ck.meta("architecture"), path);
+  if (arch.to_json() != current.to_json()) {
     throw UsageError("--resume: checkpoint " + path + " is for a different architecture (" +
-                     arch.describe() + "), this run is " + net.architecture().describe());
+                     arch.describe() + "), this run is " + current.describe());
   }
-  check_same_settings(path, meta("options"), options, on_message);
+  check_same_settings(path, ck.meta("options"), options, on_message);
+}
+
+// Into the caller's network, whose tensors the trainer and optimizer already point at.
+void restore_network(const CheckpointView& ck, Network<float>& net) {
+  SafeTensors model = ck.st;
+  model.tensors.clear();
+  for (const auto& t : ck.st.tensors) {
+    if (t.name.rfind("model.", 0) == 0) {
+      model.tensors.push_back(t);
+      model.tensors.back().name = t.name.substr(6);
+    }
+  }
+  Network<float> restored = model_from_safetensors(model, ck.path);
+  WeightsSnapshot weights;
+  weights.take(restored);
+  weights.put(net);
+}
+
+void restore_optimizer(const CheckpointView& ck, Optimizer& optimizer) {
+  for (const auto& slot : optimizer.slots()) {
+    copy_into(ck.st.find("optim." + slot.name), *slot.value, "optim." + slot.name, ck.path);
+  }
+  optimizer.set_steps(std::stoll(ck.meta("optimizer_steps")));
+}
+
+// Where the run stands: epoch, step, generators and the best validation result so far.
+void restore_progress(const CheckpointView& ck, TrainState& state) {
+  state.epoch = std::stoul(ck.meta("epoch"));
+  state.step = std::stoll(ck.meta("step"));
+  rng_from_string(state.shuffle_rng, ck.meta("shuffle_rng"), ck.path);
+  rng_from_string(state.dropout_rng, ck.meta("dropout_rng"), ck.path);
+  state.best_epoch = std::stoul(ck.meta("best_epoch"));
+  state.best_val_accuracy = double_from_bits(ck.meta("best_val_accuracy"));
+}
+
+// The snapshot of the best weights that early stopping returns to; none if best_count is 0.
+void restore_best_weights(const CheckpointView& ck, Network<float>& net, TrainState& state) {
+  const std::size_t best_count = std::stoul(ck.meta("best_count"));
+  state.best = WeightsSnapshot{};
+  if (best_count == 0) return;
+  state.best.take(net);  // the shapes to read into
+  if (state.best.tensors.size() != best_count) {
+    throw ModelFormatError(ck.path + ": best-weights snapshot does not match the network");
+  }
+  for (std::size_t i = 0; i < best_count; ++i) {
+    copy_into(ck.st.find("best." + std::to_string(i)), state.best.tensors[i],
+              "best." + std::to_string(i), ck.path);
+  }
+  const std::size_t counters = state.best.counters.size();  // the network's, from above
+  state.best.counters =
+      parse_untrusted_json(ck.meta("best_counters")).get<std::vector<std::int64_t>>();
+  if (state.best.counters.size() != counters) {
+    throw ModelFormatError(ck.path + ": corrupt best_counters in checkpoint");
+  }
+}
+
+// Restores the run from the checkpoint st read from path; returns its epoch.
+std::size_t resume_from(const std::string& path, const SafeTensors& st, const TrainOptions& options,
+                        Network<float>& net, Optimizer& optimizer, TrainState& state,
+                        const std::function<void(const std::string&)>& on_message) {
+  const CheckpointView ck{path, st};
+  check_resumable(ck, options, net.architecture(), on_message);
   try {
-    SafeTensors model = st;
-    model.tensors.clear();
-    for (const auto& t : st.tensors) {
-      if (t.name.rfind("model.", 0) == 0) {
-        model.tensors.push_back(t);
-        model.tensors.back().name = t.name.substr(6);
-      }
-    }
-    // Into the caller's network, whose tensors the trainer and optimizer already point at.
-    Network<float> restored = model_from_safetensors(model, path);
-    WeightsSnapshot weights;
-    weights.take(restored);
-    weights.put(net);
-    for (const auto& slot : optimizer.slots()) {
-      copy_into(st.find("optim." + slot.name), *slot.value, "optim." + slot.name, path);
-    }
-    optimizer.set_steps(std::stoll(meta("optimizer_steps")));
-    state.epoch = std::stoul(meta("epoch"));
-    state.step = std::stoll(meta("step"));
-    rng_from_string(state.shuffle_rng, meta("shuffle_rng"), path);
-    rng_from_string(state.dropout_rng, meta("dropout_rng"), path);
-    state.best_epoch = std::stoul(meta("best_epoch"));
-    state.best_val_accuracy = double_from_bits(meta("best_val_accuracy"));
-    const std::size_t best_count = std::stoul(meta("best_count"));
-    state.best = WeightsSnapshot{};
-    if (best_count > 0) {
-      state.best.take(net);  // the shapes to read into
-      if (state.best.tensors.size() != best_count) {
-        throw ModelFormatError(path + ": best-weights snapshot does not match the network");
-      }
-      for (std::size_t i = 0; i < best_count; ++i) {
-        copy_into(st.find("best." + std::to_string(i)), state.best.tensors[i],
-                  "best." + std::to_string(i), path);
-      }
-      const std::size_t counters = state.best.counters.size();  // the network's, from above
-      state.best.counters =
-          parse_untrusted_json(meta("best_counters")).get<std::vector<std::int64_t>>();
-      if (state.best.counters.size() != counters) {
-        throw ModelFormatError(path + ": corrupt best_counters in checkpoint");
-      }
-    }
-    state.records = parse_untrusted_json(meta("records")).get<std::vector<EpochRecord>>();
+    restore_network(ck, net);
+    restore_optimizer(ck, optimizer);
+    restore_progress(ck, state);
+    restore_best_weights(ck, net, state);
+    state.records = parse_untrusted_json(ck.meta("records")).get<std::vector<EpochRecord>>();
   } catch (const nlohmann::json::exception& e) {
     throw ModelFormatError(path + ": corrupt checkpoint metadata: " + e.what());
   } catch (const JsonInputError& e) {

@@ -56,51 +56,93 @@ double rounded(float p) {
   return std::round(static_cast<double>(p) * 1e6) / 1e6;
 }
 
+// The folder of --save-preprocessed, created if missing.
+void prepare_output_folder(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    throw UsageError("--save-preprocessed: " + dir + " is not a folder");
+  }
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw UsageError("--save-preprocessed: cannot create folder " + dir + ": " + ec.message());
+  }
+}
+
+// A file that cannot be read or holds no digit gives an Input with its error, not an exception,
+// so that the other files are still classified.
+Input read_input(const std::string& file) {
+  Input in{file, std::nullopt, {}};
+  std::optional<GreyImage> grey;
+  try {
+    grey = load_grey_image(file);  // messages name the file
+  } catch (const DataError& e) {
+    in.error = e.what();
+  }
+  if (grey) {
+    try {
+      in.image = preprocess_mnist(*grey);
+    } catch (const DataError& e) {
+      in.error = file + ": " + e.what();
+    }
+  }
+  return in;
+}
+
+// Every image file in order, each preprocessed image written to --save-preprocessed as soon as
+// it is made.
+std::vector<Input> read_inputs(const PredictFlags& f) {
+  std::vector<Input> inputs;
+  std::set<std::string> used_names;
+  for (const std::string& file : f.images) {
+    Input in = read_input(file);
+    if (in.image && !f.save_preprocessed.empty()) {
+      write_pgm(preprocessed_path(f.save_preprocessed, file, used_names), to_grey_image(*in.image));
+    }
+    inputs.push_back(std::move(in));
+  }
+  return inputs;
+}
+
+nlohmann::ordered_json prediction_json(const std::string& file, const Prediction& pred,
+                                       const std::vector<std::string>& labels) {
+  nlohmann::ordered_json j;
+  j["file"] = file;
+  j["class"] = pred.cls;
+  j["top"] = nlohmann::ordered_json::array();
+  for (int k : top_classes(pred, kTopK)) {
+    const auto ks = static_cast<std::size_t>(k);
+    j["top"].push_back(
+        {{"class", k}, {"label", labels[ks]}, {"probability", rounded(pred.probabilities[ks])}});
+  }
+  return j;
+}
+
+// FILE: LABEL (PCT%), ... for the kTopK most probable classes.
+void print_prediction(const std::string& file, const Prediction& pred,
+                      const std::vector<std::string>& labels) {
+  const std::vector<int> top = top_classes(pred, kTopK);
+  std::cout << file << ":";
+  for (std::size_t i = 0; i < top.size(); ++i) {
+    const auto ks = static_cast<std::size_t>(top[i]);
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.2f%%", 100.0 * pred.probabilities[ks]);
+    std::cout << (i ? ", " : " ") << labels[ks] << " (" << pct << ")";
+  }
+  std::cout << std::endl;
+}
+
 int run_predict(const PredictFlags& f) {
   kernels::set_num_threads(f.threads);
   Network<float> net = load_model(f.model);
   const std::vector<std::string> labels =
       class_labels(net.architecture().dataset, net.architecture().num_classes);
-  if (!f.save_preprocessed.empty()) {
-    std::error_code ec;
-    if (fs::exists(f.save_preprocessed, ec) && !fs::is_directory(f.save_preprocessed, ec)) {
-      throw UsageError("--save-preprocessed: " + f.save_preprocessed + " is not a folder");
-    }
-    fs::create_directories(f.save_preprocessed, ec);
-    if (ec) {
-      throw UsageError("--save-preprocessed: cannot create folder " + f.save_preprocessed + ": " +
-                       ec.message());
-    }
-  }
+  if (!f.save_preprocessed.empty()) prepare_output_folder(f.save_preprocessed);
 
-  std::vector<Input> inputs;
+  const std::vector<Input> inputs = read_inputs(f);
   std::vector<MnistImage> batch;
-  std::set<std::string> used_names;
-  for (const std::string& file : f.images) {
-    Input in{file, std::nullopt, {}};
-    std::optional<GreyImage> grey;
-    try {
-      grey = load_grey_image(file);  // messages name the file
-    } catch (const DataError& e) {
-      in.error = e.what();
-    }
-    if (grey) {
-      try {
-        in.image = preprocess_mnist(*grey);
-      } catch (const DataError& e) {
-        in.error = file + ": " + e.what();
-      }
-    }
-    if (in.image) {
-      batch.push_back(*in.image);
-      if (!f.save_preprocessed.empty()) {
-        write_pgm(preprocessed_path(f.save_preprocessed, file, used_names),
-                  to_grey_image(*in.image));
-      }
-    }
-    inputs.push_back(std::move(in));
+  for (const Input& in : inputs) {
+    if (in.image) batch.push_back(*in.image);
   }
-
   const std::vector<Prediction> predictions = predict(net, batch);
   bool any_failed = false;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -116,28 +158,10 @@ int run_predict(const PredictFlags& f) {
       continue;
     }
     const Prediction& pred = predictions[next++];
-    const std::vector<int> top = top_classes(pred, kTopK);
     if (f.json) {
-      nlohmann::ordered_json j;
-      j["file"] = in.file;
-      j["class"] = pred.cls;
-      j["top"] = nlohmann::ordered_json::array();
-      for (int k : top) {
-        const auto ks = static_cast<std::size_t>(k);
-        j["top"].push_back({{"class", k},
-                            {"label", labels[ks]},
-                            {"probability", rounded(pred.probabilities[ks])}});
-      }
-      list.push_back(std::move(j));
+      list.push_back(prediction_json(in.file, pred, labels));
     } else {
-      std::cout << in.file << ":";
-      for (std::size_t i = 0; i < top.size(); ++i) {
-        const auto ks = static_cast<std::size_t>(top[i]);
-        char pct[32];
-        std::snprintf(pct, sizeof pct, "%.2f%%", 100.0 * pred.probabilities[ks]);
-        std::cout << (i ? ", " : " ") << labels[ks] << " (" << pct << ")";
-      }
-      std::cout << std::endl;
+      print_prediction(in.file, pred, labels);
     }
   }
   if (f.json) std::cout << list.dump(2) << std::endl;

@@ -199,140 +199,186 @@ std::string marker_svg(char marker, double x, double y, const std::string& color
   return m;
 }
 
-// `as_percent`: values are fractions shown as percentages on the axis and in tooltips.
-std::string svg_chart(const std::string& id, const std::string& title, const std::string& y_label,
-                      const std::vector<Series>& series, bool as_percent) {
-  constexpr double W = 560, H = 340;
-  constexpr double left = 74, right = W - 18, top = 46, bottom = H - 48;
+// Chart geometry in SVG user units: the whole image, and the plot area inside its margins (room
+// for the legend above, the tick labels and axis labels left and below).
+constexpr double kChartWidth = 560, kChartHeight = 340;
+constexpr double kPlotLeft = 74, kPlotRight = kChartWidth - 18;
+constexpr double kPlotTop = 46, kPlotBottom = kChartHeight - 48;
 
+// The extremes of the finite values of a chart's series.
+struct DataRange {
   double xmin = 0, xmax = 0, ymin = 0, ymax = 0;
-  bool any = false;
+};
+
+std::optional<DataRange> finite_range(const std::vector<Series>& series) {
+  std::optional<DataRange> r;
   for (const Series& s : series) {
     for (const auto& [x, y] : s.points) {
       if (!std::isfinite(y)) continue;
-      if (!any) {
-        xmin = xmax = x;
-        ymin = ymax = y;
-        any = true;
-      }
-      xmin = std::min(xmin, x);
-      xmax = std::max(xmax, x);
-      ymin = std::min(ymin, y);
-      ymax = std::max(ymax, y);
+      if (!r) r = DataRange{x, x, y, y};
+      r->xmin = std::min(r->xmin, x);
+      r->xmax = std::max(r->xmax, x);
+      r->ymin = std::min(r->ymin, y);
+      r->ymax = std::max(r->ymax, y);
     }
   }
+  return r;
+}
 
-  std::ostringstream o;
-  o << "<svg class=\"chart\" id=\"" << id << "\" viewBox=\"0 0 " << W << " " << H
-    << "\" role=\"img\" aria-labelledby=\"" << id
-    << "-title\" preserveAspectRatio=\"xMidYMid meet\">"
-    << "<title id=\"" << id << "-title\">" << escape(title) << "</title>";
-  o << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << right - left << "\" height=\""
-    << bottom - top << "\" class=\"plot-bg\"/>";
-  if (!any) {
-    o << "<text class=\"empty\" x=\"" << (left + right) / 2 << "\" y=\"" << (top + bottom) / 2
-      << "\" text-anchor=\"middle\">no per-epoch values recorded</text></svg>";
-    return o.str();
+// The window of values a chart shows, its tick spacing, and where a value lands in the plot.
+struct ChartAxes {
+  double x0 = 0, x1 = 1, xstep = 1;
+  double y0 = 0, y1 = 1, ystep = 1;
+
+  double px(double x) const { return kPlotLeft + (x - x0) / (x1 - x0) * (kPlotRight - kPlotLeft); }
+  double py(double y) const {
+    return kPlotBottom - (y - y0) / (y1 - y0) * (kPlotBottom - kPlotTop);
   }
+};
 
-  // X: epochs, integer ticks.
-  const double xrange = xmax - xmin;
+// X: epochs, integer ticks. Y: nice range, percentages clamped to [0, 1], losses to >= 0.
+ChartAxes chart_axes(const DataRange& r, bool as_percent) {
+  ChartAxes a;
+  const double xrange = r.xmax - r.xmin;
   const double xpad = xrange > 0 ? std::max(0.25, xrange * 0.04) : 0.5;
-  const double x0 = xmin - xpad, x1 = xmax + xpad;
-  const double xstep = std::max(1.0, nice_step(std::max(1.0, xrange) / 8.0));
-  // Y: nice range, percentages clamped to [0, 1], losses to >= 0.
-  double lo = ymin, hi = ymax;
+  a.x0 = r.xmin - xpad;
+  a.x1 = r.xmax + xpad;
+  a.xstep = std::max(1.0, nice_step(std::max(1.0, xrange) / 8.0));
+  double lo = r.ymin, hi = r.ymax;
   if (hi - lo < 1e-12) {
     const double pad = std::max(std::fabs(hi) * 0.05, as_percent ? 0.01 : 0.05);
     lo -= pad;
     hi += pad;
   }
-  const double ystep = nice_step((hi - lo) / 5.0);
-  double y0 = std::floor(lo / ystep + 1e-9) * ystep;
-  double y1 = std::ceil(hi / ystep - 1e-9) * ystep;
-  if (ymin >= 0) y0 = std::max(y0, 0.0);
-  if (as_percent && ymax <= 1.0) y1 = std::min(y1, 1.0);
-  if (y1 - y0 < ystep) y1 = y0 + ystep;
+  a.ystep = nice_step((hi - lo) / 5.0);
+  a.y0 = std::floor(lo / a.ystep + 1e-9) * a.ystep;
+  a.y1 = std::ceil(hi / a.ystep - 1e-9) * a.ystep;
+  if (r.ymin >= 0) a.y0 = std::max(a.y0, 0.0);
+  if (as_percent && r.ymax <= 1.0) a.y1 = std::min(a.y1, 1.0);
+  if (a.y1 - a.y0 < a.ystep) a.y1 = a.y0 + a.ystep;
+  return a;
+}
 
-  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (right - left); };
-  auto py = [&](double y) { return bottom - (y - y0) / (y1 - y0) * (bottom - top); };
+void write_chart_start(std::ostream& o, const std::string& id, const std::string& title) {
+  o << "<svg class=\"chart\" id=\"" << id << "\" viewBox=\"0 0 " << kChartWidth << " "
+    << kChartHeight << "\" role=\"img\" aria-labelledby=\"" << id
+    << "-title\" preserveAspectRatio=\"xMidYMid meet\">"
+    << "<title id=\"" << id << "-title\">" << escape(title) << "</title>";
+  o << "<rect x=\"" << kPlotLeft << "\" y=\"" << kPlotTop << "\" width=\"" << kPlotRight - kPlotLeft
+    << "\" height=\"" << kPlotBottom - kPlotTop << "\" class=\"plot-bg\"/>";
+}
 
-  // Grid and y ticks.
-  const int ydec = decimals_for(as_percent ? ystep * 100.0 : ystep);
+// Horizontal grid lines and the y ticks with their labels, one per multiple of ystep.
+void write_y_grid_and_ticks(std::ostream& o, const ChartAxes& a, bool as_percent) {
+  const int ydec = decimals_for(as_percent ? a.ystep * 100.0 : a.ystep);
   o << "<g class=\"grid\">";
-  for (double v = y0; v <= y1 + ystep * 1e-6; v += ystep) {
-    const double y = py(v);
-    o << "<line x1=\"" << left << "\" x2=\"" << right << "\" y1=\"" << num(y) << "\" y2=\""
-      << num(y) << "\"/>";
+  for (double v = a.y0; v <= a.y1 + a.ystep * 1e-6; v += a.ystep) {
+    const double y = a.py(v);
+    o << "<line x1=\"" << kPlotLeft << "\" x2=\"" << kPlotRight << "\" y1=\"" << num(y)
+      << "\" y2=\"" << num(y) << "\"/>";
   }
-  o << "</g><g class=\"ticks y\">";
-  for (double v = y0; v <= y1 + ystep * 1e-6; v += ystep) {
-    const double y = py(v);
-    o << "<line x1=\"" << left - 5 << "\" x2=\"" << left << "\" y1=\"" << num(y) << "\" y2=\""
-      << num(y) << "\"/><text x=\"" << left - 8 << "\" y=\"" << num(y + 4)
+  o << "</g>";
+  o << "<g class=\"ticks y\">";
+  for (double v = a.y0; v <= a.y1 + a.ystep * 1e-6; v += a.ystep) {
+    const double y = a.py(v);
+    o << "<line x1=\"" << kPlotLeft - 5 << "\" x2=\"" << kPlotLeft << "\" y1=\"" << num(y)
+      << "\" y2=\"" << num(y) << "\"/><text x=\"" << kPlotLeft - 8 << "\" y=\"" << num(y + 4)
       << "\" text-anchor=\"end\">"
       << (as_percent ? fixed(v * 100.0, ydec) + "%" : fixed(std::fabs(v) < 1e-12 ? 0.0 : v, ydec))
       << "</text>";
   }
-  o << "</g><g class=\"ticks x\">";
-  for (double e = std::ceil(x0 / xstep) * xstep; e <= x1 + 1e-9; e += xstep) {
+  o << "</g>";
+}
+
+// Epochs are 1-based: ticks at 0 or below, within the padding left of the first one, are left out.
+void write_x_ticks(std::ostream& o, const ChartAxes& a) {
+  o << "<g class=\"ticks x\">";
+  for (double e = std::ceil(a.x0 / a.xstep) * a.xstep; e <= a.x1 + 1e-9; e += a.xstep) {
     if (e < 0.5) continue;
-    const double x = px(e);
-    o << "<line x1=\"" << num(x) << "\" x2=\"" << num(x) << "\" y1=\"" << bottom << "\" y2=\""
-      << bottom + 5 << "\"/><text x=\"" << num(x) << "\" y=\"" << bottom + 19
+    const double x = a.px(e);
+    o << "<line x1=\"" << num(x) << "\" x2=\"" << num(x) << "\" y1=\"" << kPlotBottom << "\" y2=\""
+      << kPlotBottom + 5 << "\"/><text x=\"" << num(x) << "\" y=\"" << kPlotBottom + 19
       << "\" text-anchor=\"middle\">" << fixed(e, 0) << "</text>";
   }
   o << "</g>";
-  // Axes and labels.
-  o << "<path class=\"axis\" d=\"M" << left << "," << top << "V" << bottom << "H" << right
-    << "\"/>";
-  o << "<text class=\"axis-label\" x=\"" << (left + right) / 2 << "\" y=\"" << H - 8
-    << "\" text-anchor=\"middle\">epoch</text>";
-  o << "<text class=\"axis-label\" transform=\"translate(18," << (top + bottom) / 2
+}
+
+void write_axes(std::ostream& o, const std::string& y_label) {
+  o << "<path class=\"axis\" d=\"M" << kPlotLeft << "," << kPlotTop << "V" << kPlotBottom << "H"
+    << kPlotRight << "\"/>";
+  o << "<text class=\"axis-label\" x=\"" << (kPlotLeft + kPlotRight) / 2 << "\" y=\""
+    << kChartHeight - 8 << "\" text-anchor=\"middle\">epoch</text>";
+  o << "<text class=\"axis-label\" transform=\"translate(18," << (kPlotTop + kPlotBottom) / 2
     << ") rotate(-90)\" text-anchor=\"middle\">" << escape(y_label) << "</text>";
+}
 
-  // Series: polylines (split at gaps), then points with tooltips.
-  for (const Series& s : series) {
-    if (s.points.empty()) continue;
-    o << "<g class=\"series series-" << s.key << "\">";
-    std::string pts;
-    auto flush = [&] {
-      if (pts.empty()) return;
-      o << "<polyline fill=\"none\" stroke=\"" << s.color << "\" stroke-width=\"2.2\""
-        << " stroke-linejoin=\"round\" stroke-linecap=\"round\""
-        << (s.dash.empty() ? "" : " stroke-dasharray=\"" + s.dash + "\"") << " points=\"" << pts
-        << "\"/>";
-      pts.clear();
-    };
-    for (std::size_t i = 0; i < s.points.size(); ++i) {
-      if (i < s.breaks.size() && s.breaks[i]) flush();
-      if (!pts.empty()) pts += ' ';
-      pts += num(px(s.points[i].first)) + "," + num(py(s.points[i].second));
-    }
-    flush();
-    for (const auto& [x, y] : s.points) {
-      const std::string value = as_percent ? percent(y) : fixed(y, 4);
-      o << marker_svg(s.marker, px(x), py(y), s.color,
-                      s.name + ", epoch " + fixed(x, 0) + ": " + value);
-    }
-    o << "</g>";
+std::string dash_attribute(const Series& s) {
+  return s.dash.empty() ? "" : " stroke-dasharray=\"" + s.dash + "\"";
+}
+
+// One polyline per run of points without a gap, then the points with tooltips.
+void write_series(std::ostream& o, const Series& s, const ChartAxes& a, bool as_percent) {
+  o << "<g class=\"series series-" << s.key << "\">";
+  std::string pts;
+  auto flush = [&] {
+    if (pts.empty()) return;
+    o << "<polyline fill=\"none\" stroke=\"" << s.color << "\" stroke-width=\"2.2\""
+      << " stroke-linejoin=\"round\" stroke-linecap=\"round\"" << dash_attribute(s) << " points=\""
+      << pts << "\"/>";
+    pts.clear();
+  };
+  for (std::size_t i = 0; i < s.points.size(); ++i) {
+    if (i < s.breaks.size() && s.breaks[i]) flush();
+    if (!pts.empty()) pts += ' ';
+    pts += num(a.px(s.points[i].first)) + "," + num(a.py(s.points[i].second));
   }
+  flush();
+  for (const auto& [x, y] : s.points) {
+    const std::string value = as_percent ? percent(y) : fixed(y, 4);
+    o << marker_svg(s.marker, a.px(x), a.py(y), s.color,
+                    s.name + ", epoch " + fixed(x, 0) + ": " + value);
+  }
+  o << "</g>";
+}
 
-  // Legend, above the plot.
+// Above the plot, left to right; each entry's width estimated from its name's length.
+void write_legend(std::ostream& o, const std::vector<Series>& series) {
   o << "<g class=\"legend\">";
-  double lx = left;
+  double lx = kPlotLeft;
   for (const Series& s : series) {
     if (s.points.empty()) continue;
     const double ly = 22;
     o << "<line x1=\"" << num(lx) << "\" x2=\"" << num(lx + 26) << "\" y1=\"" << ly << "\" y2=\""
-      << ly << "\" stroke=\"" << s.color << "\" stroke-width=\"2.2\""
-      << (s.dash.empty() ? "" : " stroke-dasharray=\"" + s.dash + "\"") << "/>";
+      << ly << "\" stroke=\"" << s.color << "\" stroke-width=\"2.2\"" << dash_attribute(s) << "/>";
     o << marker_svg(s.marker, lx + 13, ly, s.color, "");
     o << "<text x=\"" << num(lx + 33) << "\" y=\"" << ly + 4 << "\">" << escape(s.name)
       << "</text>";
     lx += 33 + 7.2 * static_cast<double>(s.name.size()) + 22;
   }
-  o << "</g></svg>";
+  o << "</g>";
+}
+
+// `as_percent`: values are fractions shown as percentages on the axis and in tooltips.
+std::string svg_chart(const std::string& id, const std::string& title, const std::string& y_label,
+                      const std::vector<Series>& series, bool as_percent) {
+  std::ostringstream o;
+  write_chart_start(o, id, title);
+  const std::optional<DataRange> range = finite_range(series);
+  if (!range) {
+    o << "<text class=\"empty\" x=\"" << (kPlotLeft + kPlotRight) / 2 << "\" y=\""
+      << (kPlotTop + kPlotBottom) / 2
+      << "\" text-anchor=\"middle\">no per-epoch values recorded</text></svg>";
+    return o.str();
+  }
+  const ChartAxes axes = chart_axes(*range, as_percent);
+  write_y_grid_and_ticks(o, axes, as_percent);
+  write_x_ticks(o, axes);
+  write_axes(o, y_label);
+  for (const Series& s : series) {
+    if (!s.points.empty()) write_series(o, s, axes, as_percent);
+  }
+  write_legend(o, series);
+  o << "</svg>";
   return o.str();
 }
 
@@ -849,16 +895,12 @@ std::string epochs_section(const std::vector<EpochRecord>& epochs) {
   return o.str();
 }
 
-}  // namespace
-
-std::string render_report_html(const ReportInput& in) {
-  const Json& metrics = in.metrics;
-  const std::vector<EpochRecord> epochs = epochs_of(metrics);
-
-  // The confusion matrix: from the evaluation, else from the metrics file.
+// The confusion matrix: from the evaluation, else from the metrics file.
+std::vector<std::vector<std::size_t>> confusion_of(const ReportInput& in) {
   std::vector<std::vector<std::size_t>> cm = in.test.confusion;
   if (cm.empty()) {
-    if (const Json* c = find_path(metrics, {"final", "confusion"}); c != nullptr && c->is_array()) {
+    if (const Json* c = find_path(in.metrics, {"final", "confusion"});
+        c != nullptr && c->is_array()) {
       try {
         cm = c->get<std::vector<std::vector<std::size_t>>>();
       } catch (const nlohmann::json::exception&) {
@@ -866,20 +908,49 @@ std::string render_report_html(const ReportInput& in) {
       }
     }
   }
-  std::string dataset = in.dataset;
-  if (dataset.empty()) {
-    if (const Json* d = find_path(metrics, {"settings", "dataset"});
-        d != nullptr && d->is_string()) {
-      dataset = d->get<std::string>();
-    } else {
-      dataset = in.arch.dataset;
-    }
-  }
-  const std::size_t K = !cm.empty() ? cm.size() : in.arch.num_classes;
-  const std::vector<std::string> names = class_labels(dataset, K);
-  const std::string date = in.generated_at.empty() ? now_local() : in.generated_at;
+  return cm;
+}
 
-  // Headline numbers: the report's own evaluation if any, else the metrics file.
+// The dataset named by the caller, else by the metrics' settings, else by the architecture.
+std::string dataset_of(const ReportInput& in) {
+  if (!in.dataset.empty()) return in.dataset;
+  if (const Json* d = find_path(in.metrics, {"settings", "dataset"});
+      d != nullptr && d->is_string()) {
+    return d->get<std::string>();
+  }
+  return in.arch.dataset;
+}
+
+// Up to <body><main>. The policy lets the page load nothing: everything is inline or a data URI.
+std::string page_head(const std::string& title, const std::string& dataset) {
+  std::ostringstream o;
+  o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    << "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+       "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+    << "<meta name=\"generator\" content=\"nanomlp " << kReportVersion << "\">"
+    << "<title>" << escape(title) << " — " << escape(dataset) << "</title>"
+    << "<style>" << kStyle << "</style><script>" << kScript << "</script></head>\n<body><main>";
+  return o.str();
+}
+
+std::string page_header(const ReportInput& in, const std::string& dataset,
+                        const std::string& date) {
+  std::ostringstream o;
+  o << "<header class=\"top\"><h1>" << escape(in.title) << "</h1><ul class=\"meta\">"
+    << "<li>dataset <b>" << escape(dataset) << "</b></li>";
+  if (!in.model_path.empty()) {
+    o << "<li>model <b class=\"mono\">" << escape(in.model_path) << "</b></li>";
+  }
+  o << "<li>network <b>" << escape(in.arch.describe()) << "</b></li>"
+    << "<li>generated <b>" << escape(date) << "</b></li>"
+    << "<li>nanomlp <b>" << kReportVersion << "</b></li></ul></header>\n";
+  return o.str();
+}
+
+// Headline numbers: the report's own evaluation if any, else the metrics file.
+std::string headline_cards(const ReportInput& in, const std::vector<EpochRecord>& epochs) {
+  const Json& metrics = in.metrics;
   std::optional<double> acc = number_at(metrics, {"final", "test_accuracy"});
   std::optional<double> loss = number_at(metrics, {"final", "test_loss"});
   std::optional<double> se = number_at(metrics, {"final", "test_standard_error"});
@@ -893,23 +964,6 @@ std::string render_report_html(const ReportInput& in) {
   const Json* stopped = find_path(metrics, {"final", "stopped_early"});
 
   std::ostringstream o;
-  o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-    << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    << "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-       "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-    << "<meta name=\"generator\" content=\"nanomlp " << kReportVersion << "\">"
-    << "<title>" << escape(in.title) << " — " << escape(dataset) << "</title>"
-    << "<style>" << kStyle << "</style><script>" << kScript << "</script></head>\n<body><main>";
-
-  o << "<header class=\"top\"><h1>" << escape(in.title) << "</h1><ul class=\"meta\">"
-    << "<li>dataset <b>" << escape(dataset) << "</b></li>";
-  if (!in.model_path.empty()) {
-    o << "<li>model <b class=\"mono\">" << escape(in.model_path) << "</b></li>";
-  }
-  o << "<li>network <b>" << escape(in.arch.describe()) << "</b></li>"
-    << "<li>generated <b>" << escape(date) << "</b></li>"
-    << "<li>nanomlp <b>" << kReportVersion << "</b></li></ul></header>\n";
-
   o << "<div class=\"cards\">"
     << stat_card("Test accuracy", acc ? percent(*acc) : "—",
                  se ? "± " + fixed(*se * 100.0, 2) + " (standard error)" : "")
@@ -924,8 +978,22 @@ std::string render_report_html(const ReportInput& in) {
                  std::to_string(in.arch.hidden.size()) + " hidden layer" +
                      (in.arch.hidden.size() == 1 ? "" : "s"))
     << "</div>\n";
+  return o.str();
+}
 
-  o << curves_section(epochs, in, metrics) << "\n";
+}  // namespace
+
+std::string render_report_html(const ReportInput& in) {
+  const std::vector<EpochRecord> epochs = epochs_of(in.metrics);
+  const std::vector<std::vector<std::size_t>> cm = confusion_of(in);
+  const std::string dataset = dataset_of(in);
+  const std::size_t K = !cm.empty() ? cm.size() : in.arch.num_classes;
+  const std::vector<std::string> names = class_labels(dataset, K);
+  const std::string date = in.generated_at.empty() ? now_local() : in.generated_at;
+
+  std::ostringstream o;
+  o << page_head(in.title, dataset) << page_header(in, dataset, date) << headline_cards(in, epochs);
+  o << curves_section(epochs, in, in.metrics) << "\n";
   if (!cm.empty()) {
     o << confusion_section(cm, names) << "\n" << per_class_section(cm, names) << "\n";
   } else {
@@ -933,7 +1001,7 @@ std::string render_report_html(const ReportInput& in) {
          "Not available.</p></section>\n";
   }
   o << misclassified_section(in, names) << "\n";
-  o << settings_section(metrics, epochs, in) << "\n";
+  o << settings_section(in.metrics, epochs, in) << "\n";
   o << epochs_section(epochs) << "\n";
   o << "<footer>Generated by nanomlp " << kReportVersion << " on " << escape(date)
     << ". This file is self-contained: it loads nothing from the network.</footer>";

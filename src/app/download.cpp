@@ -188,14 +188,8 @@ std::string truncated(std::uint64_t got, std::uint64_t expected) {
          (expected > 0 ? std::to_string(expected) : std::string("?")) + " bytes";
 }
 
-Attempt fetch(const std::string& url, const FileSpec& spec, const DownloadEvent& progress,
-              const DownloadOptions& options) {
-  global_curl_init();
-  Attempt a;
-  std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
-  if (!curl) throw Error("cannot start a libcurl transfer (out of memory?)");
-  CURL* h = curl.get();
-
+Transfer new_transfer(const FileSpec& spec, const DownloadEvent& progress,
+                      const DownloadOptions& options) {
   Transfer t;
   t.options = &options;
   t.progress = progress;
@@ -204,16 +198,23 @@ Attempt fetch(const std::string& url, const FileSpec& spec, const DownloadEvent&
   t.limit = spec.size > 0 ? spec.size : kMaxDownloadBytes;
   t.start = t.last_progress = Clock::now();
   if (spec.size > 0 && spec.size <= kMaxDownloadBytes) t.body.reserve(spec.size);
+  return t;
+}
 
-  char errbuf[CURL_ERROR_SIZE];
-  errbuf[0] = '\0';
+// `t` and `errbuf` must outlive the transfer: libcurl writes to them while it runs.
+void set_transfer_options(CURL* h, const std::string& url, const DownloadOptions& options,
+                          Transfer& t, char* errbuf) {
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  // Timeouts must not use signals: the calling program may have threads of its own.
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+  // A mirror may be a local folder (file://), but a redirect may not lead to one.
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,file");
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  // An HTTP error status (>= 400, RFC 9110 section 15) fails the transfer instead of delivering
+  // the error page as the file.
   curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, (std::string("nanomlp/") + kVersion).c_str());
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, options.connect_timeout_s);
@@ -225,6 +226,100 @@ Attempt fetch(const std::string& url, const FileSpec& spec, const DownloadEvent&
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+}
+
+// A transfer that libcurl reported as failed, with what its error text needs.
+struct FailedTransfer {
+  CURL* handle = nullptr;
+  CURLcode code = CURLE_OK;
+  const char* errbuf = "";
+  std::uint64_t got = 0;       // body bytes received
+  std::uint64_t expected = 0;  // the declared Content-Length, else the spec's size; 0: unknown
+  double seconds = 0.0;
+};
+
+std::string connect_error(const FailedTransfer& f) {
+  long os_errno = 0;
+  curl_easy_getinfo(f.handle, CURLINFO_OS_ERRNO, &os_errno);
+  if (os_errno == ECONNREFUSED) return "connection refused";
+  if (os_errno != 0) {
+    return "cannot connect: " + lower_first(std::strerror(static_cast<int>(os_errno)));
+  }
+  return curl_detail(f.code, f.errbuf);
+}
+
+// libcurl reports the connect timeout, the total timeout and the low-speed abort all as
+// CURLE_OPERATION_TIMEDOUT: which one it was follows from what the transfer got that far.
+std::string timeout_error(const FailedTransfer& f, const DownloadOptions& options,
+                          bool& unreachable) {
+  curl_off_t connect_us = 0;
+  curl_easy_getinfo(f.handle, CURLINFO_CONNECT_TIME_T, &connect_us);
+  if (connect_us == 0 && f.got == 0) {
+    unreachable = true;
+    return "connection timed out after " + format_seconds(options.connect_timeout_s);
+  }
+  if (options.total_timeout_s > 0 && f.seconds >= static_cast<double>(options.total_timeout_s)) {
+    return "timed out after " + format_seconds(options.total_timeout_s) + " (" +
+           truncated(f.got, f.expected) + ")";
+  }
+  return "transfer stalled: less than " + std::to_string(options.low_speed_bytes_per_s) +
+         " bytes/s for " + format_seconds(options.low_speed_time_s) + " (" +
+         truncated(f.got, f.expected) + ")";
+}
+
+// Sets a.error, and a.unreachable when the mirror could not be reached at all.
+void describe_failure(const FailedTransfer& f, const Transfer& t, const DownloadOptions& options,
+                      Attempt& a) {
+  switch (f.code) {
+    case CURLE_HTTP_RETURNED_ERROR: {
+      long status = 0;
+      curl_easy_getinfo(f.handle, CURLINFO_RESPONSE_CODE, &status);
+      a.error = "HTTP " + std::to_string(status);
+      break;
+    }
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      a.unreachable = true;
+      a.error = curl_detail(f.code, f.errbuf);
+      break;
+    case CURLE_COULDNT_CONNECT:
+      a.unreachable = true;
+      a.error = connect_error(f);
+      break;
+    case CURLE_OPERATION_TIMEDOUT:
+      a.error = timeout_error(f, options, a.unreachable);
+      break;
+    case CURLE_PARTIAL_FILE:
+      a.error = truncated(f.got, f.expected);
+      break;
+    case CURLE_WRITE_ERROR:
+      a.error = t.too_large
+                    ? "the server sent more than the expected " + std::to_string(t.limit) + " bytes"
+                    : curl_detail(f.code, f.errbuf);
+      break;
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+      a.error = f.got > 0
+                    ? truncated(f.got, f.expected) + " (" + curl_detail(f.code, f.errbuf) + ")"
+                    : curl_detail(f.code, f.errbuf);
+      break;
+    default:
+      a.error = curl_detail(f.code, f.errbuf);
+      break;
+  }
+}
+
+Attempt fetch(const std::string& url, const FileSpec& spec, const DownloadEvent& progress,
+              const DownloadOptions& options) {
+  global_curl_init();
+  Attempt a;
+  std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
+  if (!curl) throw Error("cannot start a libcurl transfer (out of memory?)");
+  CURL* h = curl.get();
+  Transfer t = new_transfer(spec, progress, options);
+  char errbuf[CURL_ERROR_SIZE];
+  errbuf[0] = '\0';
+  set_transfer_options(h, url, options, t, errbuf);
 
   const CURLcode code = curl_easy_perform(h);
   a.seconds = std::chrono::duration<double>(Clock::now() - t.start).count();
@@ -234,65 +329,8 @@ Attempt fetch(const std::string& url, const FileSpec& spec, const DownloadEvent&
   curl_off_t declared = -1;
   curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &declared);
   const std::uint64_t expected = declared > 0 ? static_cast<std::uint64_t>(declared) : spec.size;
-
   if (code != CURLE_OK) {
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    long os_errno = 0;
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-    switch (code) {
-      case CURLE_HTTP_RETURNED_ERROR:
-        a.error = "HTTP " + std::to_string(status);
-        break;
-      case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-        a.unreachable = true;
-        a.error = curl_detail(code, errbuf);
-        break;
-      case CURLE_COULDNT_CONNECT:
-        a.unreachable = true;
-        if (os_errno == ECONNREFUSED) {
-          a.error = "connection refused";
-        } else if (os_errno != 0) {
-          a.error = "cannot connect: " + lower_first(std::strerror(static_cast<int>(os_errno)));
-        } else {
-          a.error = curl_detail(code, errbuf);
-        }
-        break;
-      case CURLE_OPERATION_TIMEDOUT: {
-        curl_off_t connect_us = 0;
-        curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &connect_us);
-        if (connect_us == 0 && got == 0) {
-          a.unreachable = true;
-          a.error = "connection timed out after " + format_seconds(options.connect_timeout_s);
-        } else if (options.total_timeout_s > 0 &&
-                   a.seconds >= static_cast<double>(options.total_timeout_s)) {
-          a.error = "timed out after " + format_seconds(options.total_timeout_s) + " (" +
-                    truncated(got, expected) + ")";
-        } else {
-          a.error = "transfer stalled: less than " + std::to_string(options.low_speed_bytes_per_s) +
-                    " bytes/s for " + format_seconds(options.low_speed_time_s) + " (" +
-                    truncated(got, expected) + ")";
-        }
-        break;
-      }
-      case CURLE_PARTIAL_FILE:
-        a.error = truncated(got, expected);
-        break;
-      case CURLE_WRITE_ERROR:
-        a.error = t.too_large ? "the server sent more than the expected " +
-                                    std::to_string(t.limit) + " bytes"
-                              : curl_detail(code, errbuf);
-        break;
-      case CURLE_RECV_ERROR:
-      case CURLE_GOT_NOTHING:
-        a.error = got > 0 ? truncated(got, expected) + " (" + curl_detail(code, errbuf) + ")"
-                          : curl_detail(code, errbuf);
-        break;
-      default:
-        a.error = curl_detail(code, errbuf);
-        break;
-    }
+    describe_failure({h, code, errbuf, got, expected, a.seconds}, t, options, a);
     return a;
   }
   if (spec.size > 0 && got != spec.size) {
@@ -355,14 +393,6 @@ const std::vector<FileSpec>& dataset_files(const std::string& name) {
   throw_unknown(name);
 }
 
-namespace {
-std::string files_list(const std::vector<FileSpec>& files) {
-  std::string out;
-  for (const FileSpec& f : files) out += (out.empty() ? "" : ", ") + f.name;
-  return out;
-}
-}  // namespace
-
 std::vector<std::string> default_mirrors(const std::string& name) {
   if (name == "mnist") {
     return {"https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -424,10 +454,10 @@ std::size_t DownloadReport::downloaded() const {
       files.begin(), files.end(), [](const FileReport& f) { return !f.already_present; }));
 }
 
-DownloadReport download_dataset(const std::string& root, const std::string& name,
-                                const DownloadOptions& options) {
-  const std::vector<FileSpec>& standard = dataset_files(name);  // also validates the name
-  const std::vector<FileSpec>& files = options.files ? *options.files : standard;
+namespace {
+
+// The mirrors to try, normalised, each once, in the order given.
+std::vector<std::string> mirror_list(const std::string& name, const DownloadOptions& options) {
   std::vector<std::string> mirrors;
   for (const std::string& m : options.mirrors.empty() ? default_mirrors(name) : options.mirrors) {
     const std::string normalized = normalize_mirror_url(m);
@@ -435,11 +465,11 @@ DownloadReport download_dataset(const std::string& root, const std::string& name
       mirrors.push_back(normalized);
     }
   }
+  return mirrors;
+}
 
-  DownloadReport report;
-  report.dataset = name;
-  const fs::path dir = fs::path(root) / name;
-  report.dir = dir.string();
+// Creates `dir` and its parents; whether it did not exist before.
+bool create_dataset_folder(const fs::path& dir) {
   std::error_code ec;
   const bool created = !fs::exists(dir, ec);
   fs::create_directories(dir, ec);
@@ -447,10 +477,103 @@ DownloadReport download_dataset(const std::string& root, const std::string& name
   if (!fs::is_directory(dir, ec)) {
     throw IoError("cannot create folder " + dir.string() + ": a file of that name exists");
   }
+  return created;
+}
 
-  auto emit = [&](const DownloadEvent& e) {
-    if (options.on_event) options.on_event(e);
-  };
+void emit(const DownloadOptions& options, const DownloadEvent& e) {
+  if (options.on_event) options.on_event(e);
+}
+
+// A transfer counts as delivered only with the expected md5.
+Attempt fetch_verified(const std::string& url, const FileSpec& spec, const DownloadEvent& started,
+                       const DownloadOptions& options) {
+  Attempt a = fetch(url, spec, started, options);
+  if (a.ok) {
+    const std::string got = md5_hex(a.body.data(), a.body.size());
+    if (got != spec.md5) {
+      a.ok = false;
+      a.error = "checksum mismatch: expected md5 " + spec.md5 + ", got " + got;
+    }
+  }
+  return a;
+}
+
+// Tries the mirrors in order until one delivers the file, which is then written (temp file, then
+// rename). Each failure goes into `fr`, each mirror that could not be reached into `unreachable`;
+// fr.mirror stays empty when all failed.
+void download_file(const std::vector<std::string>& mirrors, const DownloadEvent& base,
+                   const DownloadOptions& options, FileReport& fr,
+                   std::set<std::string>& unreachable) {
+  for (const std::string& mirror : mirrors) {
+    DownloadEvent e = base;
+    e.mirror = mirror;
+    e.kind = DownloadEvent::Kind::kStarted;
+    e.corrupt_existing = fr.replaced_corrupt;
+    emit(options, e);
+
+    const Attempt a = fetch_verified(mirror + fr.file.name, fr.file, e, options);
+    if (!a.ok) {
+      if (a.unreachable) unreachable.insert(mirror);
+      fr.failures.push_back({mirror, a.error});
+      DownloadEvent f = base;
+      f.kind = DownloadEvent::Kind::kMirrorFailed;
+      f.mirror = mirror;
+      f.seconds = a.seconds;
+      f.error = a.error;
+      emit(options, f);
+      continue;
+    }
+    write_file_atomic(fr.path, a.body);
+    fr.mirror = mirror;
+    fr.bytes = a.body.size();
+    fr.seconds = a.seconds;
+    DownloadEvent d = base;
+    d.kind = DownloadEvent::Kind::kDownloaded;
+    d.mirror = mirror;
+    d.received = d.total = fr.bytes;
+    d.seconds = a.seconds;
+    emit(options, d);
+    return;
+  }
+}
+
+std::string files_list(const std::vector<FileSpec>& files) {
+  std::string out;
+  for (const FileSpec& f : files) out += (out.empty() ? "" : ", ") + f.name;
+  return out;
+}
+
+// What each mirror gave for `fr`, and what to do offline.
+std::string all_mirrors_failed(const std::string& name, const FileReport& fr,
+                               std::size_t mirror_count, const std::vector<FileSpec>& files,
+                               const fs::path& dir) {
+  std::string msg = "cannot download " + name + " file " + fr.file.name + ": " +
+                    (mirror_count == 1 ? std::string("the only mirror")
+                                       : "all " + std::to_string(mirror_count) + " mirrors") +
+                    " failed: ";
+  for (std::size_t i = 0; i < fr.failures.size(); ++i) {
+    msg += (i ? "; " : "") + fr.failures[i].mirror + " (" + fr.failures[i].error + ")";
+  }
+  if (fr.replaced_corrupt) msg += "; the existing " + fr.path + " has the wrong md5";
+  msg += ". Offline? Copy the " + std::to_string(files.size()) + " files (" + files_list(files) +
+         ") into " + dir.string() + ", point --data (make: DATA=) at a folder that holds " + name +
+         "/, or pass --mirror URL";
+  return msg;
+}
+
+}  // namespace
+
+DownloadReport download_dataset(const std::string& root, const std::string& name,
+                                const DownloadOptions& options) {
+  const std::vector<FileSpec>& standard = dataset_files(name);  // also validates the name
+  const std::vector<FileSpec>& files = options.files ? *options.files : standard;
+  std::vector<std::string> mirrors = mirror_list(name, options);
+
+  DownloadReport report;
+  report.dataset = name;
+  const fs::path dir = fs::path(root) / name;
+  report.dir = dir.string();
+  const bool created = create_dataset_folder(dir);
 
   for (const FileSpec& spec : files) {
     FileReport fr;
@@ -466,68 +589,18 @@ DownloadReport download_dataset(const std::string& root, const std::string& name
       fr.already_present = true;
       DownloadEvent e = base;
       e.kind = DownloadEvent::Kind::kAlreadyPresent;
-      emit(e);
+      emit(options, e);
       report.files.push_back(std::move(fr));
       continue;
     }
     fr.replaced_corrupt = exists;
 
     std::set<std::string> unreachable;
-    for (const std::string& mirror : mirrors) {
-      const std::string url = mirror + spec.name;
-      DownloadEvent e = base;
-      e.mirror = mirror;
-      e.kind = DownloadEvent::Kind::kStarted;
-      e.corrupt_existing = exists;
-      emit(e);
-
-      Attempt a = fetch(url, spec, e, options);
-      if (a.ok) {
-        const std::string got = md5_hex(a.body.data(), a.body.size());
-        if (got != spec.md5) {
-          a.ok = false;
-          a.error = "checksum mismatch: expected md5 " + spec.md5 + ", got " + got;
-        }
-      }
-      if (!a.ok) {
-        if (a.unreachable) unreachable.insert(mirror);
-        fr.failures.push_back({mirror, a.error});
-        DownloadEvent f = base;
-        f.kind = DownloadEvent::Kind::kMirrorFailed;
-        f.mirror = mirror;
-        f.seconds = a.seconds;
-        f.error = a.error;
-        emit(f);
-        continue;
-      }
-      write_file_atomic(fr.path, a.body);
-      fr.mirror = mirror;
-      fr.bytes = a.body.size();
-      fr.seconds = a.seconds;
-      DownloadEvent d = base;
-      d.kind = DownloadEvent::Kind::kDownloaded;
-      d.mirror = mirror;
-      d.received = d.total = fr.bytes;
-      d.seconds = a.seconds;
-      emit(d);
-      break;
-    }
-
+    download_file(mirrors, base, options, fr, unreachable);
     if (fr.mirror.empty()) {
-      std::string msg =
-          "cannot download " + name + " file " + spec.name + ": " +
-          (mirrors.size() == 1 ? std::string("the only mirror")
-                               : "all " + std::to_string(mirrors.size()) + " mirrors") +
-          " failed: ";
-      for (std::size_t i = 0; i < fr.failures.size(); ++i) {
-        msg += (i ? "; " : "") + fr.failures[i].mirror + " (" + fr.failures[i].error + ")";
-      }
-      if (fr.replaced_corrupt) msg += "; the existing " + fr.path + " has the wrong md5";
-      msg += ". Offline? Copy the " + std::to_string(files.size()) + " files (" +
-             files_list(files) + ") into " + dir.string() +
-             ", point --data (make: DATA=) at a folder that holds " + name +
-             "/, or pass --mirror URL";
+      const std::string msg = all_mirrors_failed(name, fr, mirrors.size(), files, dir);
       // A folder made for this download and still empty is not left behind.
+      std::error_code ec;
       if (created && report.files.empty()) fs::remove(dir, ec);
       throw DataError(msg);
     }

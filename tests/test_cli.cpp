@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -867,6 +868,40 @@ TEST_F(CliEvalError, ControlValidModelEvaluates) {
   const CommandResult r = eval(model_);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "accuracy")) << r.output;
+}
+
+// --probabilities: a .npy of (count, 10) float32 rows that sum to 1, whose argmax gives the
+// accuracy eval reports (labels are i % 10).
+TEST_F(CliEvalError, ProbabilitiesFileHoldsOneRowPerTestImage) {
+  const std::string npy = data_.out("probabilities.npy");
+  const CommandResult r = run_cli("eval --model " + quote(model_) + " --data " + quote(data_.root) +
+                                  " " + kTwoThreads + " --json --probabilities " + quote(npy));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Bytes bytes = read_bytes(npy);
+  const std::size_t header = 10 + (bytes[8] | static_cast<std::size_t>(bytes[9]) << 8);
+  ASSERT_EQ(bytes.size(), header + kTestCount * 10 * sizeof(float));
+  const std::string dict(bytes.begin() + 10, bytes.begin() + static_cast<std::ptrdiff_t>(header));
+  EXPECT_TRUE(contains(dict, "'shape': (" + std::to_string(kTestCount) + ", 10)")) << dict;
+  std::vector<float> p(kTestCount * 10);
+  std::memcpy(p.data(), bytes.data() + header, p.size() * sizeof(float));
+  std::size_t correct = 0;
+  for (std::size_t i = 0; i < kTestCount; ++i) {
+    const float* row = p.data() + i * 10;
+    double sum = 0.0;
+    for (int k = 0; k < 10; ++k) sum += row[k];
+    EXPECT_NEAR(sum, 1.0, 1e-5) << "image " << i;
+    correct += static_cast<std::size_t>(std::max_element(row, row + 10) - row) == i % 10;
+  }
+  const Json result = Json::parse(r.output);
+  EXPECT_EQ(static_cast<double>(correct) / kTestCount, result["accuracy"].get<double>());
+}
+
+TEST_F(CliEvalError, ProbabilitiesIntoMissingFolderFailsWithOneLine) {
+  const std::string npy = data_.out("no-such-folder/p.npy");
+  expect_one_error_line(run_cli("eval --model " + quote(model_) + " --data " + quote(data_.root) +
+                                " " + kTwoThreads + " --probabilities " + quote(npy)),
+                        1, {npy});
+  EXPECT_FALSE(std::filesystem::exists(data_.out("no-such-folder")));
 }
 
 TEST_F(CliEvalError, MissingModelFile) {

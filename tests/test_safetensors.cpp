@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "nanomlp/core/errors.hpp"
+#include "nanomlp/io/npy.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {
@@ -425,3 +427,33 @@ TEST(SafeTensorsHostile, BytesThatAreNotUtf8AreShownAsQuestionMarks) {
 
 }  // namespace
 }  // namespace nanomlp
+
+// .npy (numpy.lib.format 1.0): magic, version 1.0, header length 118 (little-endian), the dict
+// padded with spaces so that 10 + 118 = 128 is a multiple of 64, then the values as '<f4'.
+TEST(Npy, WritesVersionOneHeaderPaddedToSixtyFourAndRowMajorValues) {
+  const float values[6] = {1.0f, -2.0f, 0.5f, 3.0f, 0.0f, 0.25f};  // (2, 3)
+  const std::string bytes = nanomlp::npy_f32(values, 2, 3);
+  const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  ASSERT_EQ(bytes.size(), 128u + 6 * 4);
+  EXPECT_EQ(bytes.substr(0, 6), "\x93NUMPY");
+  EXPECT_EQ(bytes[6], '\x01');
+  EXPECT_EQ(bytes[7], '\x00');
+  EXPECT_EQ(static_cast<unsigned char>(bytes[8]), 118u);
+  EXPECT_EQ(bytes[9], '\x00');
+  EXPECT_EQ(bytes.substr(10, dict.size()), dict);
+  EXPECT_EQ(bytes.substr(10 + dict.size(), 118 - dict.size() - 1),
+            std::string(118 - dict.size() - 1, ' '));
+  EXPECT_EQ(bytes[127], '\n');
+  float back[6];
+  std::memcpy(back, bytes.data() + 128, sizeof back);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(back[i], values[i]) << i;
+}
+
+TEST(Npy, LongShapeStillPadsToSixtyFour) {
+  const std::string bytes = nanomlp::npy_f32(nullptr, 1234567890, 0);
+  const auto len = static_cast<std::size_t>(static_cast<unsigned char>(bytes[8])) |
+                   static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8;
+  EXPECT_EQ((10 + len) % 64, 0u);
+  EXPECT_EQ(bytes.size(), 10 + len);
+  EXPECT_NE(bytes.find("'shape': (1234567890, 0)"), std::string::npos);
+}

@@ -9,6 +9,7 @@
 #include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
+#include "nanomlp/io/npy.hpp"
 #include "nanomlp/nn/kernels.hpp"
 #include "nanomlp/train/trainer.hpp"
 
@@ -20,6 +21,7 @@ struct EvalFlags {
   std::optional<std::string> data;
   std::string dataset;
   bool json = false;
+  std::string probabilities;  // a .npy file for the test set's (count, K) probabilities
   int threads = 0;
 };
 
@@ -29,7 +31,11 @@ int run_eval(const EvalFlags& f) {
   const std::string dataset = f.dataset.empty() ? net.architecture().dataset : f.dataset;
   const DataSplit data = load_dataset(resolve_data_root(f.data), dataset);
   const auto input = plan_input(net.architecture(), data.test);
-  const EvalResult r = evaluate(net, data.test, nullptr, false, input.get());
+  const bool keep = !f.probabilities.empty();
+  const EvalResult r = evaluate(net, data.test, nullptr, keep, input.get());
+  if (keep) {
+    write_npy_f32(f.probabilities, r.probabilities.data(), r.count, net.architecture().num_classes);
+  }
   if (f.json) {
     nlohmann::ordered_json j;
     j["model"] = f.model;
@@ -67,6 +73,9 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--dataset", f->dataset, "Dataset (default: the one the model was trained on)")
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
   app.add_flag("--json", f->json, "Print the result as JSON");
+  app.add_option("--probabilities", f->probabilities,
+                 "Also write each test image's class probabilities, in test-set order, to this "
+                 ".npy file (float32, shape (count, classes))");
   add_threads_option(app, f->threads);
   return [f] { return run_eval(*f); };
 }

@@ -4,13 +4,17 @@
 set -euo pipefail
 
 level="${1:-build}"
+# build: the library, the CLI (libonnx/libprotobuf: `export --format onnx`), the tests and
+# benchmarks' C++ libraries. test: what the tests run against (Chromium and Playwright's Node,
+# clang for fuzz/, PyTorch, NumPy and onnx.checker as the real peers). bench: the same peers.
 packages=(g++ make cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          libstb-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libcpp-httplib-dev libgtest-dev libgmock-dev
-          libbenchmark-dev)
+          libstb-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
+          libcpp-httplib-dev libonnx-dev libprotobuf-dev libgtest-dev libgmock-dev libbenchmark-dev)
+test_packages=(chromium nodejs npm clang libclang-rt-14-dev python3 python3-numpy python3-torch
+               python3-onnx)
 case "$level" in
   build) ;;
-  test) packages+=(chromium nodejs npm clang libclang-rt-14-dev) ;;  # clang: fuzz/ (libFuzzer)
-  bench) packages+=(python3 python3-numpy python3-torch) ;;
+  test | bench) packages+=("${test_packages[@]}") ;;
   *) echo "setup-deps.sh: unknown level '$level' (expected build, test or bench)" >&2; exit 2 ;;
 esac
 

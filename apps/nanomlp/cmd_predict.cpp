@@ -1,5 +1,5 @@
 // nanomlp predict: classify image files (PNG, JPEG, PGM, ...) with a model file, after MNIST's
-// own preprocessing (see include/nanomlp/io/image.hpp). A file that cannot be read or holds no
+// own preprocessing (see include/nanomlp/io/preprocess.hpp). A file that cannot be read or holds no
 // digit gets one error line (or a JSON object with "error"); the others are still classified,
 // and the exit code is 1 if any file failed.
 #include <cmath>

@@ -18,6 +18,7 @@ Runner add_report(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_download(CLI::App& app);
+Runner add_export(CLI::App& app);
 
 // Shared helpers.
 // Throws UsageError if the folder that would hold `path` does not exist, IoError if it takes no

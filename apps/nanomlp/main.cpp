@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   add("info", "Print the summary of a model file", cli::add_info);
   add("predict", "Classify image files (PNG, JPEG, PGM) with a model file", cli::add_predict);
   add("download", "Download a dataset into the data folder", cli::add_download);
+  add("export", "Export a model file as ONNX or as a plain model file", cli::add_export);
 
   // CLI11 would only say "a subcommand is required" for a mistyped one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

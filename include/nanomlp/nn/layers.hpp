@@ -104,6 +104,7 @@ class LeakyReLU final : public Layer<T> {
  public:
   explicit LeakyReLU(T negative_slope = T(0.01)) : slope_(negative_slope) {}
   const char* type() const override { return "LeakyReLU"; }
+  T negative_slope() const { return slope_; }
   void forward(const Mat<T>& x, Mat<T>& y, bool training) override;
   void backward(const Mat<T>& dy, Mat<T>* dx) override;
 

@@ -335,7 +335,7 @@ TEST(CliHelp, ReadmeReferenceNamesEveryFlagOfEveryHelp) {
     EXPECT_TRUE(names_flag(reference, flag)) << "README's reference does not name " << flag;
   }
   const std::vector<std::string> subcommands = subcommands_in(top.output);
-  EXPECT_EQ(subcommands.size(), 7u) << top.output;
+  EXPECT_EQ(subcommands.size(), 8u) << top.output;
   for (const std::string& sub : subcommands) {
     SCOPED_TRACE("nanomlp " + sub + " --help");
     const CommandResult r = run_cli(sub + " --help");
@@ -1056,6 +1056,115 @@ TEST(CliTrain, SyntheticTrainWritesMetricsAndModelThatEvalReproduces) {
     total += row;
   }
   EXPECT_EQ(total, kTestCount);
+}
+
+// --- export: ONNX and plain model files ----------------------------------------------------------
+
+class CliExport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const CommandResult r = run_cli(quick_train_args(data_, model_, kTwoThreads));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    model_bytes_ = read_bytes(model_);
+    ASSERT_GT(model_bytes_.size(), 8u);
+  }
+  CommandResult export_model(const std::string& model, const std::string& format,
+                             const std::string& out) {
+    return run_cli("export --model " + quote(model) + " --format " + format + " --out " +
+                   quote(out));
+  }
+  CommandResult eval(const std::string& model) {
+    return run_cli("eval --model " + quote(model) + " --data " + quote(data_.root) + " " +
+                   kTwoThreads);
+  }
+
+  SyntheticData data_;
+  std::string model_ = data_.out("model.safetensors");
+  Bytes model_bytes_;
+};
+
+// The exported file evaluates to the same loss, accuracy and confusion matrix, and holds the
+// same tensor bytes and the same metadata (the training settings) as the original.
+TEST_F(CliExport, SafetensorsRoundTripEvaluatesIdentically) {
+  const std::string out = data_.out("copy.safetensors");
+  const CommandResult r = export_model(model_, "safetensors", out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, out)) << r.output;
+  const CommandResult original = eval(model_), copy = eval(out);
+  ASSERT_EQ(original.exit_code, 0) << original.output;
+  ASSERT_EQ(copy.exit_code, 0) << copy.output;
+  std::vector<std::string> a = lines_of(original.output), b = lines_of(copy.output);
+  ASSERT_GT(a.size(), 3u) << original.output;
+  ASSERT_EQ(a.size(), b.size()) << copy.output;
+  EXPECT_TRUE(contains(a[2], "accuracy")) << a[2];
+  // Line 0 names the model file; every other line is the same.
+  EXPECT_EQ(std::vector<std::string>(a.begin() + 1, a.end()),
+            std::vector<std::string>(b.begin() + 1, b.end()));
+  const Bytes exported = read_bytes(out);
+  EXPECT_EQ(tensor_data(exported), tensor_data(model_bytes_));
+  const Json meta = header_json(exported)["__metadata__"];
+  EXPECT_EQ(meta, header_json(model_bytes_)["__metadata__"]);
+  EXPECT_TRUE(meta.contains("training")) << meta.dump();
+}
+
+// A serialised onnx.ModelProto: the names of its producer, input, outputs and operators are
+// strings in the protobuf bytes. tests/onnx runs such files in ONNX Runtime.
+TEST_F(CliExport, OnnxWritesTheGraphWithItsInputAndOutputs) {
+  const std::string out = data_.out("model.onnx");
+  const CommandResult r = export_model(model_, "onnx", out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, out)) << r.output;
+  EXPECT_TRUE(contains(r.output, "opset 17")) << r.output;
+  const Bytes bytes = read_bytes(out);
+  const std::string text(bytes.begin(), bytes.end());
+  for (const char* name : {"nanomlp", "pixels", "probabilities", "logits", "Gemm", "Relu",
+                           "Softmax", "0.weight", "2.bias"}) {
+    EXPECT_TRUE(contains(text, name)) << name << " missing from " << out;
+  }
+  // The 784 x 16 weights and the 16 x 10 ones, as float32, are most of the file.
+  EXPECT_GT(bytes.size(), (784 * 16 + 16 * 10) * sizeof(float));
+  for (const auto& entry : fs::directory_iterator(data_.dir.file(""))) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
+        << "leftover file " << entry.path();
+  }
+}
+
+TEST_F(CliExport, MissingModelFile) {
+  const std::string missing = data_.out("missing.safetensors");
+  for (const char* format : {"onnx", "safetensors"}) {
+    SCOPED_TRACE(format);
+    const std::string out = data_.out(std::string("out.") + format);
+    expect_one_error_line(export_model(missing, format, out), 1, {missing});
+    expect_no_model(out);
+  }
+}
+
+TEST_F(CliExport, CorruptModelFile) {
+  const std::string path = data_.out("truncated.safetensors");
+  write_bytes(path, Bytes(model_bytes_.begin(), model_bytes_.begin() + model_bytes_.size() / 2));
+  for (const char* format : {"onnx", "safetensors"}) {
+    SCOPED_TRACE(format);
+    const std::string out = data_.out(std::string("out.") + format);
+    expect_one_error_line(export_model(path, format, out), 1, {path, "truncated"});
+    expect_no_model(out);
+  }
+}
+
+TEST_F(CliExport, UnknownFormatListsTheFormats) {
+  const std::string out = data_.out("model.tflite");
+  expect_one_error_line(export_model(model_, "tflite", out), 2,
+                        {"--format", "tflite", "onnx", "safetensors"});
+  expect_no_model(out);
+}
+
+TEST_F(CliExport, OutputFolderDoesNotExist) {
+  const std::string folder = data_.out("no-such-folder");
+  for (const char* format : {"onnx", "safetensors"}) {
+    SCOPED_TRACE(format);
+    const std::string out = folder + "/model." + format;
+    expect_one_error_line(export_model(model_, format, out), 1, {"--out", folder});
+    EXPECT_FALSE(fs::exists(folder));
+  }
 }
 
 // --- report: metrics of another model are refused ---------------------------------------------

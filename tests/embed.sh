@@ -2,7 +2,8 @@
 # examples/embed, built as a user builds it: against nanomlp installed in a temporary prefix,
 # once with CMake (find_package) and once with pkg-config. Checks that
 #  - neither program gets a compile option of nanomlp's (warnings, -march=native, sanitizers),
-#  - classify (nanomlp::nanomlp) links no curl, OpenSSL, microhttpd or cpp-httplib,
+#  - classify (nanomlp::nanomlp) links none of the app's libraries: curl, OpenSSL, microhttpd,
+#    cpp-httplib, protobuf or libonnx,
 #  - classify_pixels (nanomlp::inference) links BLAS and nothing else of nanomlp's dependencies:
 #    no zlib, libpng, libjpeg or stb either,
 #  - both classify an image as `nanomlp predict` does.
@@ -38,8 +39,9 @@ check_libs() {  # PROGRAM LIB...: PROGRAM neither links nor loads any of LIB
     if ldd "$work/build/$program" | grep -qi -- "lib$lib[.-]"; then fail "$program loads lib$lib"; fi
   done
 }
-check_libs classify curl ssl crypto microhttpd httplib
-check_libs classify_pixels curl ssl crypto microhttpd httplib z png png16 jpeg stb
+app_libs=(curl ssl crypto microhttpd httplib protobuf onnx_proto)
+check_libs classify "${app_libs[@]}"
+check_libs classify_pixels "${app_libs[@]}" z png png16 jpeg stb
 grep -q openblas "$work/build/CMakeFiles/classify_pixels.dir/link.txt" || fail "no BLAS linked"
 echo "classify_pixels loads: $(ldd "$work/build/classify_pixels" | awk '{print $1}' | tr '\n' ' ')"
 

@@ -1155,6 +1155,10 @@ TEST_F(CliExport, UnknownFormatListsTheFormats) {
   expect_one_error_line(export_model(model_, "tflite", out), 2,
                         {"--format", "tflite", "onnx", "safetensors"});
   expect_no_model(out);
+  // Checked while parsing, before the model file is read.
+  expect_one_error_line(export_model(data_.out("missing.safetensors"), "tflite", out), 2,
+                        {"--format", "tflite"});
+  expect_no_model(out);
 }
 
 TEST_F(CliExport, OutputFolderDoesNotExist) {

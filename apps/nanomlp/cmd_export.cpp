@@ -1,7 +1,9 @@
 // nanomlp export: a model file as an ONNX graph, or rewritten as a plain model file.
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "commands.hpp"
 #include "nanomlp/app/onnx_export.hpp"
@@ -34,16 +36,18 @@ int run_export(const ExportFlags& f) {
   check_out_folder(f.out);
   // load_model, as eval does: whatever model files it reads, export reads.
   Network<float> net = load_model(f.model);
+  // The file's metadata (training settings and the like) goes along into a plain model file;
+  // save_model writes the format, its version and the architecture itself.
+  std::map<std::string, std::string> metadata;
+  if (f.format == "safetensors") metadata = read_safetensors_file(f.model).metadata;
   try {
     if (f.format == "onnx") {
       write_onnx_file(f.out, net, f.model);
     } else {
-      // The file's metadata (training settings and the like) goes along; save_model writes the
-      // format, its version and the architecture itself.
-      save_model(f.out, net, read_safetensors_file(f.model).metadata);
+      save_model(f.out, net, metadata);
     }
   } catch (const IoError& e) {
-    throw IoError(std::string("--out: ") + e.what());
+    throw IoError(std::string("--out: ") + e.what());  // only the write is left to fail
   }
   std::printf("model %s (%s)\n", f.model.c_str(), net.architecture().describe().c_str());
   if (f.format == "onnx") {

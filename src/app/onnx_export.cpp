@@ -114,7 +114,7 @@ void emit_linear(GraphBuilder& g, Layer<float>& layer, const LayerSite& site) {
 // running statistics and PyTorch's epsilon that BatchNorm uses in evaluation.
 void emit_batch_norm(GraphBuilder& g, Layer<float>& layer, const LayerSite& site) {
   BatchNorm<float>& bn = as<BatchNorm<float>>(layer);
-  const std::int64_t h = dim(bn.gamma_.size());
+  const std::int64_t h = dim(bn.gamma_.size());  // every tensor below is (H)
   const std::string scale = g.initializer(site.prefix + "weight", {h}, bn.gamma_.data());
   const std::string bias = g.initializer(site.prefix + "bias", {h}, bn.beta_.data());
   const std::string mean =
@@ -125,6 +125,7 @@ void emit_batch_norm(GraphBuilder& g, Layer<float>& layer, const LayerSite& site
   set_float(n, "epsilon", static_cast<float>(BatchNorm<float>::kEps));
 }
 
+// Relu-14: max(0, x). Tanh-13 below: tanh(x). Both element-wise, as the layers.
 void emit_relu(GraphBuilder& g, Layer<float>&, const LayerSite& site) {
   g.node("Relu", {g.current()}, site.output);
 }

@@ -1032,7 +1032,7 @@ TEST(CliTrain, SyntheticTrainWritesMetricsAndModelThatEvalReproduces) {
   EXPECT_EQ(file.size(), 8 + len + data_bytes);
   ASSERT_TRUE(header.contains("__metadata__"));
   const Json& meta = header["__metadata__"];
-  EXPECT_EQ(meta["format_version"], "1");
+  EXPECT_EQ(meta["format_version"], "2");
   ASSERT_TRUE(meta.contains("architecture"));
   ASSERT_TRUE(meta["architecture"].is_string());
   const Json arch = Json::parse(meta["architecture"].get<std::string>());

@@ -308,8 +308,119 @@ TEST(ModelIo, UsesPyTorchSequentialNamesAndShapes) {
   EXPECT_EQ(st.tensors[2].name, "2.weight");
   EXPECT_EQ(st.tensors[2].shape, (std::vector<std::int64_t>{10, 128}));
   EXPECT_EQ(st.tensors[3].name, "2.bias");
-  EXPECT_EQ(st.metadata.at("format_version"), "1");
+  EXPECT_EQ(st.metadata.at("format_version"), "2");
   EXPECT_THAT(st.metadata.at("architecture"), HasSubstr("\"hidden\":[128]"));
+}
+
+// Format version 2 stores a batch-norm layer as PyTorch's BatchNorm1d state dict does: weight,
+// bias, running_mean and running_var [H], num_batches_tracked an I64 scalar.
+TEST(ModelIo, BatchNormTensorsHavePyTorchsShapes) {
+  Architecture a;
+  a.hidden = {5};
+  a.batch_norm = true;
+  Network<float> net(a);
+  const SafeTensors st = model_to_safetensors(net);
+  EXPECT_EQ(st.metadata.at("format_version"), "2");
+  for (const char* name : {"1.weight", "1.bias", "1.running_mean", "1.running_var"}) {
+    const TensorEntry* t = st.find(name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(t->dtype, "F32") << name;
+    EXPECT_EQ(t->shape, (std::vector<std::int64_t>{5})) << name;
+  }
+  const TensorEntry* n = st.find("1.num_batches_tracked");
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->dtype, "I64");
+  EXPECT_TRUE(n->shape.empty());
+}
+
+// A file of format version 1, written here in that version's layout (a batch-norm weight
+// [1, H]), still loads, each value where it belongs.
+TEST(ModelIo, VersionOneBatchNormFileLoadsWithItsValues) {
+  testing::TempDir dir;
+  Architecture a = tiny_arch();  // 2-3-2 with batch norm: Linear 0, BatchNorm1d 1, Linear 3
+  a.hidden = {3};
+  a.batch_norm = true;
+  const std::vector<float> w0 = {1, 2, 3, 4, 5, 6};  // (3, 2) as PyTorch's (out, in)
+  const std::vector<float> b0 = {0.5f, -0.5f, 0.25f};
+  const std::vector<float> gamma = {1.5f, 0.75f, -2};
+  const std::vector<float> beta = {0.125f, 0.0625f, -1};
+  const std::vector<float> mean = {0.3f, -0.2f, 0.1f};
+  const std::vector<float> var = {2, 0.5f, 4};
+  const std::int64_t batches = 7;
+  const std::vector<float> w3 = {-1, 0.5f, 2, 3, -0.25f, 1};  // (2, 3)
+  const std::vector<float> b3 = {0.01f, -0.02f};
+  SafeTensors v1;
+  v1.metadata = {{"format", "nanomlp"}, {"format_version", "1"}, {"architecture", a.to_json()}};
+  v1.tensors = {TensorEntry::from_f32("0.weight", {3, 2}, w0.data()),
+                TensorEntry::from_f32("0.bias", {3}, b0.data()),
+                TensorEntry::from_f32("1.weight", {1, 3}, gamma.data()),
+                TensorEntry::from_f32("1.bias", {3}, beta.data()),
+                TensorEntry::from_f32("1.running_mean", {3}, mean.data()),
+                TensorEntry::from_f32("1.running_var", {3}, var.data()),
+                TensorEntry::from_i64("1.num_batches_tracked", {}, &batches),
+                TensorEntry::from_f32("3.weight", {2, 3}, w3.data()),
+                TensorEntry::from_f32("3.bias", {2}, b3.data())};
+  const std::string path = dir.file("v1.safetensors");
+  write_safetensors_file(path, v1);
+
+  Network<float> net = load_model(path);
+  auto* first = dynamic_cast<Dense<float>*>(net.layers()[0].get());
+  auto* bn = dynamic_cast<BatchNorm<float>*>(net.layers()[1].get());
+  auto* last = dynamic_cast<Dense<float>*>(net.layers()[3].get());
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(bn, nullptr);
+  ASSERT_NE(last, nullptr);
+  for (std::size_t h = 0; h < 3; ++h) {
+    EXPECT_EQ(first->W_(0, h), w0[h * 2]) << h;  // (in, out) in memory
+    EXPECT_EQ(first->W_(1, h), w0[h * 2 + 1]) << h;
+    EXPECT_EQ(first->b_(0, h), b0[h]) << h;
+    EXPECT_EQ(bn->gamma_(0, h), gamma[h]) << h;
+    EXPECT_EQ(bn->beta_(0, h), beta[h]) << h;
+    EXPECT_EQ(bn->running_mean_(0, h), mean[h]) << h;
+    EXPECT_EQ(bn->running_var_(0, h), var[h]) << h;
+    for (std::size_t k = 0; k < 2; ++k) EXPECT_EQ(last->W_(h, k), w3[k * 3 + h]) << h << k;
+  }
+  EXPECT_EQ(last->b_(0, 1), b3[1]);
+  EXPECT_EQ(bn->num_batches_tracked_, 7);
+
+  // Written again it is a version 2 file, the batch-norm weight [3], the values unchanged.
+  const SafeTensors v2 = model_to_safetensors(net);
+  EXPECT_EQ(v2.metadata.at("format_version"), "2");
+  ASSERT_NE(v2.find("1.weight"), nullptr);
+  EXPECT_EQ(v2.find("1.weight")->shape, (std::vector<std::int64_t>{3}));
+  EXPECT_EQ(v2.find("1.weight")->to_f32(), gamma);
+
+  // Each version's layout under the other's number is refused, naming the expected shape.
+  SafeTensors mislabelled = v1;
+  mislabelled.metadata["format_version"] = "2";
+  EXPECT_THAT(testing::message_of<ModelFormatError>(
+                  [&] { model_from_safetensors(mislabelled, "m.safetensors"); }),
+              HasSubstr("m.safetensors: tensor '1.weight' should be F32 [3]"));
+  SafeTensors v2_as_v1 = v2;
+  v2_as_v1.metadata["format_version"] = "1";
+  EXPECT_THAT(testing::message_of<ModelFormatError>(
+                  [&] { model_from_safetensors(v2_as_v1, "m.safetensors"); }),
+              HasSubstr("m.safetensors: tensor '1.weight' should be F32 [1, 3]"));
+}
+
+// Without batch norm the two versions lay a network out alike: a version 2 file differs from
+// version 1 in the version string only, and read as version 1 gives the same network.
+TEST(ModelIo, NetworkWithoutBatchNormHasTheSameBytesInBothVersions) {
+  Architecture a;
+  a.hidden = {6, 4};
+  a.activation = "tanh";
+  Network<float> net = trained_like_network(a);
+  const SafeTensors v2 = model_to_safetensors(net);
+  SafeTensors v1 = v2;
+  v1.metadata["format_version"] = "1";
+  const std::vector<std::uint8_t> b1 = serialize_safetensors(v1);
+  const std::vector<std::uint8_t> b2 = serialize_safetensors(v2);
+  ASSERT_EQ(b1.size(), b2.size());
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < b1.size(); ++i) differing += b1[i] != b2[i];
+  EXPECT_EQ(differing, 1u);  // the digit of "format_version"
+  Network<float> back = model_from_safetensors(v1, "v1.safetensors");
+  EXPECT_EQ(serialize_safetensors(model_to_safetensors(back)), b2);
 }
 
 TEST(ModelIo, ShapeThatContradictsTheArchitectureIsRejected) {

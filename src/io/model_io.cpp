@@ -12,16 +12,20 @@
 namespace nanomlp {
 namespace {
 
-// PyTorch keeps a bias as a 1-D tensor; nanomlp keeps every tensor as a matrix.
-std::vector<std::int64_t> torch_shape(const std::string& name, const Matrix& m) {
-  const bool vector = m.rows() == 1 && name.find("weight") == std::string::npos;
-  if (vector) return {static_cast<std::int64_t>(m.cols())};
+// PyTorch keeps a bias, a batch-norm scale and the running statistics as 1-D tensors; nanomlp
+// keeps every tensor as a (1, H) matrix. Format version 1 wrote a batch-norm weight [1, H] (every
+// "weight" was taken for a matrix), which PyTorch's load_state_dict refuses; version 2 writes it
+// [H], and a version 1 file is still read in its own layout.
+std::vector<std::int64_t> torch_shape(const std::string& name, const Matrix& m, int version) {
+  const bool legacy_matrix = version < 2 && name.find("weight") != std::string::npos;
+  if (m.rows() == 1 && !legacy_matrix) return {static_cast<std::int64_t>(m.cols())};
   return {static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
 }
 
-// A parameter as the file holds it: its shape there and its values in that layout.
-std::vector<std::int64_t> file_shape(const Param<float>& p) {
-  if (!p.transposed_in_file) return torch_shape(p.name, *p.value);
+// A parameter as a file of format `version` holds it: its shape there and its values in that
+// layout.
+std::vector<std::int64_t> file_shape(const Param<float>& p, int version) {
+  if (!p.transposed_in_file) return torch_shape(p.name, *p.value, version);
   return {static_cast<std::int64_t>(p.value->cols()), static_cast<std::int64_t>(p.value->rows())};
 }
 
@@ -58,7 +62,7 @@ struct ExpectedTensor {
 // that claims a million hidden units and holds no tensors costs nothing. The names and shapes
 // follow the Network constructor (nn.Sequential indices) and model_to_safetensors; the load
 // below checks the built network against the same file, so the two cannot drift apart.
-std::vector<ExpectedTensor> expected_tensors(const Architecture& arch) {
+std::vector<ExpectedTensor> expected_tensors(const Architecture& arch, int version) {
   std::vector<ExpectedTensor> out;
   std::size_t index = 0;
   const auto i64 = [](std::size_t n) { return static_cast<std::int64_t>(n); };
@@ -72,7 +76,11 @@ std::vector<ExpectedTensor> expected_tensors(const Architecture& arch) {
     linear(in, h);
     if (arch.batch_norm) {
       const std::string p = std::to_string(index++) + ".";
-      out.push_back({p + "weight", "F32", {1, i64(h)}});  // format version 1 keeps it 2-D
+      if (version < 2) {
+        out.push_back({p + "weight", "F32", {1, i64(h)}});  // see torch_shape
+      } else {
+        out.push_back({p + "weight", "F32", {i64(h)}});
+      }
       out.push_back({p + "bias", "F32", {i64(h)}});
       out.push_back({p + "running_mean", "F32", {i64(h)}});
       out.push_back({p + "running_var", "F32", {i64(h)}});
@@ -87,10 +95,10 @@ std::vector<ExpectedTensor> expected_tensors(const Architecture& arch) {
 }
 
 // Every tensor the architecture needs is in the file with its dtype and shape, and no other.
-void check_tensors_against(const SafeTensors& st, const Architecture& arch,
+void check_tensors_against(const SafeTensors& st, const Architecture& arch, int version,
                            const std::string& source) {
   std::set<std::string> expected;
-  for (const ExpectedTensor& e : expected_tensors(arch)) {
+  for (const ExpectedTensor& e : expected_tensors(arch, version)) {
     expected.insert(e.name);
     const TensorEntry* t = st.find(e.name);
     if (t == nullptr) {
@@ -125,11 +133,12 @@ SafeTensors model_to_safetensors(Network<float>& net,
   // Module by module, parameters then buffers: the order of PyTorch's state_dict().
   for (auto& layer : net.layers()) {
     for (const auto& p : layer->params()) {
-      st.tensors.push_back(TensorEntry::from_f32(p.name, file_shape(p), file_values(p).data()));
+      st.tensors.push_back(
+          TensorEntry::from_f32(p.name, file_shape(p, kModelFormatVersion), file_values(p).data()));
     }
     for (const auto& b : layer->buffers()) {
-      st.tensors.push_back(
-          TensorEntry::from_f32(b.name, torch_shape(b.name, *b.value), b.value->data()));
+      st.tensors.push_back(TensorEntry::from_f32(
+          b.name, torch_shape(b.name, *b.value, kModelFormatVersion), b.value->data()));
     }
     for (const auto& [name, value] : layer->counters()) {
       st.tensors.push_back(TensorEntry::from_i64(name, {}, value));  // a scalar, shape []
@@ -161,7 +170,7 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
                            std::to_string(kModelFormatVersion) + ")");
   }
   const Architecture arch = Architecture::from_json(meta("architecture"), source);
-  check_tensors_against(st, arch, source);  // before the network is allocated
+  check_tensors_against(st, arch, v, source);  // before the network is allocated
   Network<float> net(arch);
 
   // The file was checked against the architecture above; a tensor the built network wants
@@ -177,7 +186,7 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
     return t;
   };
   const auto load = [&](const std::string& name, Matrix& dst, bool transposed) {
-    const TensorEntry* t = find(name, file_shape({name, &dst, nullptr, transposed}));
+    const TensorEntry* t = find(name, file_shape({name, &dst, nullptr, transposed}, v));
     const std::vector<float> values = t->to_f32();
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
       throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");

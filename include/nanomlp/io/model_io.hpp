@@ -12,7 +12,8 @@
 
 namespace nanomlp {
 
-inline constexpr int kModelFormatVersion = 1;
+// 2: a batch-norm weight is [H], as in PyTorch (version 1 wrote it [1, H]; still read).
+inline constexpr int kModelFormatVersion = 2;
 
 SafeTensors model_to_safetensors(Network<float>& net,
                                  const std::map<std::string, std::string>& extra_metadata = {});

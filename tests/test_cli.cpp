@@ -17,9 +17,11 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
+#include "nanomlp/core/version.hpp"
 #include "test_util.hpp"
 
 namespace nanomlp {
@@ -1274,6 +1276,81 @@ TEST_F(CliReportGuard, RefusesAMalformedModelEntry) {
                         {bad_path, "\"weights_sha256\" (64 lowercase hex digits)"});
 }
 
+// --- info: what a model file tells ---------------------------------------------------------
+
+// The file records nanomlp's version, the date it was written (UTC ISO 8601), the final test
+// accuracy and loss and the training time; info prints each, and --json gives them as values.
+TEST(CliInfo, PrintsTheVersionDateFiguresAndTrainingTimeTheFileRecords) {
+  SyntheticData data;
+  const std::string model = data.out("model.safetensors");
+  const std::string before = testing::utc_now_iso8601();
+  const CommandResult r = run_cli(quick_train_args(data, model, kTwoThreads));
+  const std::string after = testing::utc_now_iso8601();
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json meta = header_json(read_bytes(model))["__metadata__"];
+  EXPECT_EQ(meta["nanomlp_version"], kVersion);
+  const std::string date = meta["date"].get<std::string>();
+  EXPECT_TRUE(std::regex_match(date, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"))) << date;
+  EXPECT_LE(before, date);  // ISO 8601 in UTC sorts as time does
+  EXPECT_LE(date, after);
+  const double train_seconds = std::stod(meta["train_seconds"].get<std::string>());
+  EXPECT_GT(train_seconds, 0.0);
+  EXPECT_LT(train_seconds, 30.0);
+  EXPECT_FALSE(meta.contains("val_accuracy")) << meta.dump();
+
+  // The figures are those eval computes for the file.
+  const CommandResult ev = run_cli("eval --model " + quote(model) + " --data " + quote(data.root) +
+                                   " " + kTwoThreads + " --json");
+  ASSERT_EQ(ev.exit_code, 0) << ev.output;
+  const Json evaluated = Json::parse(ev.output);
+  EXPECT_EQ(std::stod(meta["test_accuracy"].get<std::string>()), evaluated["accuracy"]);
+  EXPECT_NEAR(std::stod(meta["test_loss"].get<std::string>()), evaluated["loss"].get<double>(),
+              1e-9);
+
+  const CommandResult info = run_cli("info --model " + quote(model));
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  char figures[128];
+  std::snprintf(figures, sizeof figures, " in %.2f s; test accuracy %.2f%%, loss %.4f\n",
+                train_seconds, evaluated["accuracy"].get<double>() * 100.0,
+                evaluated["loss"].get<double>());
+  EXPECT_TRUE(contains(info.output,
+                       "\ntrained by nanomlp " + std::string(kVersion) + " on " + date + figures))
+      << info.output;
+
+  const CommandResult j = run_cli("info --model " + quote(model) + " --json");
+  ASSERT_EQ(j.exit_code, 0) << j.output;
+  const Json run = Json::parse(j.output)["run"];
+  EXPECT_EQ(run["nanomlp_version"], kVersion);
+  EXPECT_EQ(run["date"], date);
+  EXPECT_EQ(run["test_accuracy"], evaluated["accuracy"]);
+  EXPECT_EQ(run["test_loss"].get<double>(), std::stod(meta["test_loss"].get<std::string>()));
+  EXPECT_EQ(run["train_seconds"].get<double>(), train_seconds);
+  EXPECT_EQ(Json::parse(j.output)["metadata"]["date"], date);
+}
+
+// With --val-split the file records the validation figures of the weights it holds, not the
+// test set's; info says so.
+TEST(CliInfo, ValidationSplitRecordsTheValidationFigures) {
+  SyntheticData data;
+  const std::string model = data.out("model.safetensors");
+  const std::string metrics = data.out("metrics.json");
+  const CommandResult r = run_cli(quick_train_args(
+      data, model, std::string(kTwoThreads) + " --val-split 50 --metrics-json " + quote(metrics)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json meta = header_json(read_bytes(model))["__metadata__"];
+  EXPECT_FALSE(meta.contains("test_accuracy")) << meta.dump();
+  const Json last = read_json_file(metrics)["epochs"].back();
+  EXPECT_EQ(Json::parse(meta["val_accuracy"].get<std::string>()), last["val_accuracy"]);
+  EXPECT_EQ(Json::parse(meta["val_loss"].get<std::string>()), last["val_loss"]);
+  const CommandResult info = run_cli("info --model " + quote(model));
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  char figures[96];
+  std::snprintf(figures, sizeof figures, "; validation accuracy %.2f%%, loss %.4f\n",
+                last["val_accuracy"].get<double>() * 100.0, last["val_loss"].get<double>());
+  EXPECT_TRUE(contains(info.output, figures)) << info.output;
+  EXPECT_FALSE(contains(info.output, "test accuracy")) << info.output;
+}
+
 // --- determinism ------------------------------------------------------------------------------
 
 TEST(CliDeterminism, SameSeedGivesIdenticalModelAndOtherSeedDiffers) {
@@ -1288,7 +1365,8 @@ TEST(CliDeterminism, SameSeedGivesIdenticalModelAndOtherSeedDiffers) {
   const Bytes b = train("b.safetensors", "--threads 2 --seed 7");
   const Bytes c = train("c.safetensors", "--threads 2 --seed 8");
   ASSERT_FALSE(a.empty());
-  EXPECT_TRUE(a == b) << "two runs with --seed 7 --threads 2 wrote different files";
+  EXPECT_TRUE(testing::same_model_file(a, b))
+      << "two runs with --seed 7 --threads 2 wrote different files";
   ASSERT_FALSE(c.empty());
   // Compare the weights, not the header: the header records the seed itself.
   EXPECT_NE(tensor_data(a), tensor_data(c)) << "--seed 8 gave the same weights as --seed 7";
@@ -1296,7 +1374,8 @@ TEST(CliDeterminism, SameSeedGivesIdenticalModelAndOtherSeedDiffers) {
   const Bytes d = train("d.safetensors", "--threads 1 --seed 7");
   const Bytes e = train("e.safetensors", "--threads 1 --seed 7");
   ASSERT_FALSE(d.empty());
-  EXPECT_TRUE(d == e) << "two runs with --seed 7 --threads 1 wrote different files";
+  EXPECT_TRUE(testing::same_model_file(d, e))
+      << "two runs with --seed 7 --threads 1 wrote different files";
 }
 
 // --- real MNIST end to end --------------------------------------------------------------------

@@ -8,11 +8,14 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -124,6 +127,69 @@ inline std::vector<unsigned char> gzip_bytes(const std::vector<unsigned char>& r
 inline std::vector<unsigned char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The __metadata__ keys of a model file that differ between two runs of the same training
+// (app/training.hpp model_metadata): when it was trained and how long it took.
+inline const std::set<std::string>& run_dependent_metadata_keys() {
+  static const std::set<std::string> keys{"date", "train_seconds"};
+  return keys;
+}
+
+// Two model files hold the same model: the same tensors to the byte and the same header, but
+// for the metadata keys run_dependent_metadata_keys() names. The one comparison for every test
+// that checks that a run reproduces another's file (resumed, re-run, other thread count).
+inline ::testing::AssertionResult same_model_file(const std::vector<unsigned char>& a,
+                                                  const std::vector<unsigned char>& b) {
+  struct Parsed {
+    nlohmann::json header;
+    std::vector<unsigned char> data;
+    std::string error;
+  };
+  const auto parse = [](const std::vector<unsigned char>& bytes) {
+    Parsed p;
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < 8 && i < bytes.size(); ++i) n |= std::uint64_t{bytes[i]} << (8 * i);
+    if (bytes.size() < 8 || n > bytes.size() - 8) {
+      p.error = "not a safetensors file (" + std::to_string(bytes.size()) + " bytes)";
+      return p;
+    }
+    const auto header_end = bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n);
+    p.header = nlohmann::json::parse(bytes.begin() + 8, header_end, nullptr, false);
+    if (p.header.is_discarded() || !p.header.is_object()) p.error = "header is not a JSON object";
+    if (p.header.contains("__metadata__") && p.header["__metadata__"].is_object()) {
+      for (const std::string& key : run_dependent_metadata_keys()) {
+        p.header["__metadata__"].erase(key);
+      }
+    }
+    p.data.assign(header_end, bytes.end());
+    return p;
+  };
+  const Parsed pa = parse(a), pb = parse(b);
+  if (!pa.error.empty()) return ::testing::AssertionFailure() << "first file: " << pa.error;
+  if (!pb.error.empty()) return ::testing::AssertionFailure() << "second file: " << pb.error;
+  if (pa.header != pb.header) {
+    return ::testing::AssertionFailure() << "the headers differ (date and train_seconds aside):\n"
+                                         << pa.header.dump() << "\n"
+                                         << pb.header.dump();
+  }
+  if (pa.data != pb.data) {
+    std::size_t i = 0;
+    while (i < pa.data.size() && i < pb.data.size() && pa.data[i] == pb.data[i]) ++i;
+    return ::testing::AssertionFailure() << "the tensor data differ from byte " << i << " of "
+                                         << pa.data.size() << " and " << pb.data.size();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Now as UTC ISO 8601 to the second, as model files record their date.
+inline std::string utc_now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 struct CommandResult {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <initializer_list>
 #include <iostream>
 #include <memory>
@@ -435,8 +436,8 @@ int run_train(CLI::App& app, const TrainFlags& f) {
   const TrainCallbacks callbacks = progress_callbacks(f, opt);
   const TrainResult result = run_training(net, data, opt, callbacks, &method);
 
-  const std::map<std::string, std::string> meta{{"dataset", data.name},
-                                                {"training", opt.to_json()}};
+  const std::map<std::string, std::string> meta =
+      model_metadata(data.name, opt, result, std::time(nullptr));
   // Kept, so that the metrics' weights hash is taken from the very tensors written to --out.
   const SafeTensors saved = model_to_safetensors(net, meta);
   write_safetensors_file(f.out, saved);

@@ -1351,6 +1351,110 @@ TEST(CliInfo, ValidationSplitRecordsTheValidationFigures) {
   EXPECT_FALSE(contains(info.output, "test accuracy")) << info.output;
 }
 
+// --- checkpoints are models too ---------------------------------------------------------------
+
+// The command's output with the model's path replaced, for comparing two runs on two files.
+std::string output_for(const std::string& args, const std::string& model) {
+  CommandResult r = run_cli(args);
+  EXPECT_EQ(r.exit_code, 0) << args << ": " << r.output;
+  for (std::size_t at; (at = r.output.find(model)) != std::string::npos;) {
+    r.output.replace(at, model.size(), "MODEL");
+  }
+  return r.output;
+}
+
+// A checkpoint of epoch 1 holds the network of a run trained for 1 epoch (a constant schedule
+// does not depend on the run's length): eval gives the same figures and probabilities, predict
+// the same classes, and the last checkpoint of the run holds its final model.
+TEST(CliCheckpoint, EvalAndPredictOfACheckpointEqualThoseOfTheModelOfItsEpoch) {
+  SyntheticData data;
+  const auto train = [&](const std::string& epochs, const std::string& out,
+                         const std::string& extra) {
+    return run_cli("train --data " + quote(data.root) + " --hidden 16 --batch-size 32 " +
+                   kTwoThreads + " --batch-norm --schedule constant --epochs " + epochs +
+                   " --out " + quote(out) + extra);
+  };
+  const std::string ck = data.out("ck"), two = data.out("two.safetensors");
+  const std::string one = data.out("one.safetensors");
+  ASSERT_EQ(train("2", two, " --checkpoint-dir " + quote(ck)).exit_code, 0);
+  ASSERT_EQ(train("1", one, "").exit_code, 0);
+  const std::string pgm = data.out("digit.pgm");
+  {
+    std::ofstream out(pgm, std::ios::binary);
+    out << "P5\n28 28\n255\n";
+    for (std::size_t i = 0; i < kPixels; ++i) out.put(static_cast<char>(i / 28 == 9 ? 230 : 10));
+  }
+  for (const auto& [checkpoint, model] :
+       {std::pair{ck + "/checkpoint-epoch-0001.safetensors", one},
+        std::pair{ck + "/checkpoint-epoch-0002.safetensors", two}}) {
+    SCOPED_TRACE(checkpoint);
+    const auto eval = [&](const std::string& file, const std::string& npy) {
+      return output_for("eval --model " + quote(file) + " --data " + quote(data.root) + " " +
+                            kTwoThreads + " --json --probabilities " + quote(npy),
+                        file);
+    };
+    EXPECT_EQ(eval(checkpoint, data.out("c.npy")), eval(model, data.out("m.npy")));
+    EXPECT_EQ(read_bytes(data.out("c.npy")), read_bytes(data.out("m.npy")));
+    EXPECT_EQ(
+        output_for("predict --model " + quote(checkpoint) + " --json " + quote(pgm), checkpoint),
+        output_for("predict --model " + quote(model) + " --json " + quote(pgm), model));
+  }
+}
+
+// info reads a checkpoint as a model, and says what else it holds.
+TEST(CliCheckpoint, InfoDescribesACheckpoint) {
+  SyntheticData data;
+  const std::string ck = data.out("ck");
+  ASSERT_EQ(run_cli(quick_train_args(data, data.out("m.safetensors"),
+                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
+                .exit_code,
+            0);
+  const std::string path = ck + "/checkpoint-epoch-0002.safetensors";
+  const CommandResult r = run_cli("info --model " + quote(path));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "architecture: 784-16-10, relu; trained on mnist")) << r.output;
+  EXPECT_TRUE(contains(r.output,
+                       "checkpoint (version 2) written after epoch 2: the model is its 4 "
+                       "'model.' tensors; the other "))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "training settings: {\"epochs\":2,")) << r.output;
+  const CommandResult j = run_cli("info --model " + quote(path) + " --json");
+  ASSERT_EQ(j.exit_code, 0) << j.output;
+  const Json info = Json::parse(j.output);
+  EXPECT_EQ(info["kind"], "checkpoint");
+  EXPECT_EQ(info["architecture"]["hidden"], Json::array({16}));
+  EXPECT_EQ(info["parameters"], 784 * 16 + 16 + 16 * 10 + 10);
+}
+
+// A damaged checkpoint is one error line naming the file and what is wrong, whichever command
+// reads it.
+TEST(CliCheckpoint, ADamagedCheckpointIsOneErrorLine) {
+  SyntheticData data;
+  const std::string ck = data.out("ck");
+  ASSERT_EQ(run_cli(quick_train_args(data, data.out("m.safetensors"),
+                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
+                .exit_code,
+            0);
+  const std::string path = ck + "/checkpoint-epoch-0002.safetensors";
+  const Bytes intact = read_bytes(path);
+  Json header = header_json(intact);
+  header["__metadata__"].erase("architecture");
+  write_bytes(path, with_header(intact, header));
+  for (const char* name : {"info", "eval", "predict"}) {
+    const std::string command = name;
+    SCOPED_TRACE(command);
+    const std::string operand = command == "predict" ? " " + quote(data.out("absent.png"))
+                                : command == "eval"  ? " --data " + quote(data.root)
+                                                     : "";
+    expect_one_error_line(run_cli(command + " --model " + quote(path) + operand), 1,
+                          {path, "corrupt checkpoint: __metadata__ has no 'architecture' entry"});
+  }
+  write_bytes(
+      path, Bytes(intact.begin(), intact.begin() + static_cast<std::ptrdiff_t>(intact.size() / 2)));
+  expect_one_error_line(run_cli("eval --model " + quote(path) + " --data " + quote(data.root)), 1,
+                        {path});
+}
+
 // --- determinism ------------------------------------------------------------------------------
 
 TEST(CliDeterminism, SameSeedGivesIdenticalModelAndOtherSeedDiffers) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "nanomlp/app/server.hpp"
+#include "nanomlp/app/training.hpp"
 #include "nanomlp/core/rng.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/image.hpp"
@@ -654,6 +655,46 @@ TEST(Serve, ConcurrentClientsGetTheSingleThreadedAnswers) {
 
 // Loopback is the default and says nothing more; any other --host names what was really bound
 // and that other machines can reach it.
+// A checkpoint is served as the model of its epoch: /api/model describes its network, and
+// /api/predict answers as that network does (the one the run ended with, here its last epoch).
+TEST(Serve, ServesACheckpointAsTheNetworkOfItsEpoch) {
+  TempDir dir;
+  Architecture arch;
+  arch.hidden = {24};
+  arch.batch_norm = true;
+  DataSplit data;
+  data.name = "mnist";
+  data.train = testing::blob_digits(256, 1);
+  data.test = testing::blob_digits(40, 2);
+  TrainOptions options;
+  options.epochs = 2;
+  options.batch_size = 32;
+  options.checkpoint_dir = dir.file("ck");
+  Network<float> net(arch);
+  run_training(net, data, options);
+  const std::string checkpoint = dir.file("ck") + "/checkpoint-epoch-0002.safetensors";
+  ServerProcess server(checkpoint, dir.file("serve.log"));
+  ASSERT_GT(server.port(), 0) << "no URL printed:\n" << server.stdout_text() << server.log();
+  auto c = client(server.port());
+  auto res = c->Get("/api/model");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const Json info = Json::parse(res->body);
+  EXPECT_EQ(info.at("description"), arch.describe());
+  EXPECT_EQ(info.at("parameters").get<std::size_t>(), net.num_params());
+  for (std::size_t i = 0; i < 5; ++i) {
+    MnistImage img;
+    std::copy(data.test.image(i), data.test.image(i) + kImagePixels, img.begin());
+    const Prediction expected = predict(net, {img}).front();
+    res = c->Post("/api/predict", pixels_json(img), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const Json a = Json::parse(res->body);
+    EXPECT_EQ(a.at("class").get<int>(), expected.cls) << "image " << i;
+    EXPECT_EQ(probabilities_of(a), expected.probabilities) << "image " << i;
+  }
+}
+
 TEST(Serve, ANonLoopbackHostPrintsAWarningNamingTheBoundAddress) {
   TempDir dir;
   const std::string model = make_model(dir, /*train=*/false);

@@ -529,6 +529,14 @@ TEST_F(TrainerTest, ResumingARunThatStoppedEarlyTrainsNoMore) {
 // --- Resume failures -----------------------------------------------------------------------------
 
 // Trains two epochs into dir and returns the newest checkpoint's path.
+// Reads a checkpoint, lets `edit` change it and writes it back (a well-formed file whose
+// content is wrong).
+void rewrite_checkpoint(const std::string& path, const std::function<void(SafeTensors&)>& edit) {
+  SafeTensors st = read_safetensors_file(path);
+  edit(st);
+  write_safetensors_file(path, st);
+}
+
 std::string two_epochs_into(const TempDir& dir, const Architecture& a = arch()) {
   Network<float> net(a);
   TrainOptions o = options(2);
@@ -662,6 +670,55 @@ TEST_F(TrainerTest, ACheckpointNameWhoseEpochDoesNotFitIsAUsageError) {
   EXPECT_THAT(msg, Not(HasSubstr("stol")));
 }
 
+// A checkpoint is a model file too: load_model takes its "model." tensors and architecture,
+// and gives the network of that epoch, the very one the run went on from (here: the last, which
+// the run also returns).
+TEST_F(TrainerTest, LoadModelTakesACheckpointAsTheNetworkOfItsEpoch) {
+  for (const bool batch_norm : {false, true}) {
+    TempDir dir;
+    Architecture a = arch({24, 12});
+    a.batch_norm = batch_norm;
+    Network<float> net(a);
+    TrainOptions o = options(2);
+    o.checkpoint_dir = dir.path().string();
+    run_training(net, data(), o);
+    Network<float> loaded = load_model(dir.file("checkpoint-epoch-0002.safetensors"));
+    EXPECT_EQ(loaded.architecture().to_json(), a.to_json());
+    EXPECT_EQ(model_bytes(loaded), model_bytes(net)) << "batch norm " << batch_norm;
+    const SafeTensors first = read_safetensors_file(dir.file("checkpoint-epoch-0001.safetensors"));
+    ASSERT_TRUE(is_checkpoint(first));
+    Network<float> epoch1 = model_from_safetensors(first, "checkpoint-epoch-0001.safetensors");
+    EXPECT_NE(model_bytes(epoch1), model_bytes(net)) << "epoch 1 loaded the weights of epoch 2";
+  }
+}
+
+// A checkpoint whose model part is damaged is refused by load_model with the file, the tensor
+// as the checkpoint names it, and what is wrong; so is one that lost its architecture.
+TEST_F(TrainerTest, LoadModelRefusesACheckpointWithADamagedModel) {
+  TempDir dir;
+  const std::string path = two_epochs_into(dir);
+  const auto intact = read_bytes(path);
+  rewrite_checkpoint(path, [](SafeTensors& st) {
+    std::erase_if(st.tensors, [](const TensorEntry& t) { return t.name == "model.0.weight"; });
+  });
+  EXPECT_THAT(message_of<ModelFormatError>([&] { load_model(path); }),
+              HasSubstr(path + ": tensor 'model.0.weight' required by the architecture "
+                               "(784-32-10, relu) is missing"));
+  write_bytes(path, intact);
+  rewrite_checkpoint(path, [](SafeTensors& st) {
+    const float one = 1.0f;
+    st.tensors.push_back(TensorEntry::from_f32("model.9.weight", {1}, &one));
+  });
+  EXPECT_THAT(message_of<ModelFormatError>([&] { load_model(path); }),
+              HasSubstr(path + ": unexpected tensor 'model.9.weight'"));
+  write_bytes(path, intact);
+  rewrite_checkpoint(path, [](SafeTensors& st) { st.metadata.erase("architecture"); });
+  EXPECT_THAT(message_of<ModelFormatError>([&] { load_model(path); }),
+              HasSubstr(path + ": corrupt checkpoint: __metadata__ has no 'architecture' entry"));
+  write_bytes(path, std::vector<unsigned char>(intact.begin(), intact.begin() + 100));
+  EXPECT_THAT(message_of<ModelFormatError>([&] { load_model(path); }), HasSubstr(path));
+}
+
 TEST_F(TrainerTest, ResumeFromAModelFileIsAModelFormatError) {
   // A model file saved where a checkpoint should be: valid safetensors, wrong format.
   TempDir dir;
@@ -673,14 +730,6 @@ TEST_F(TrainerTest, ResumeFromAModelFileIsAModelFormatError) {
       message_of<ModelFormatError>([&] { run_training(net, data(), resume_options(dir)); });
   EXPECT_THAT(msg, HasSubstr(path));
   EXPECT_THAT(msg, HasSubstr("not a nanomlp checkpoint"));
-}
-
-// Reads a checkpoint, lets `edit` change it and writes it back (a well-formed file whose
-// content is wrong).
-void rewrite_checkpoint(const std::string& path, const std::function<void(SafeTensors&)>& edit) {
-  SafeTensors st = read_safetensors_file(path);
-  edit(st);
-  write_safetensors_file(path, st);
 }
 
 std::string resume_error(const TempDir& dir, const Architecture& a, TrainOptions o) {

@@ -68,7 +68,7 @@ int run_eval(const EvalFlags& f) {
 
 Runner add_eval(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
-  app.add_option("--model", f->model, "Model file (.safetensors)")->required();
+  app.add_option("--model", f->model, "Model file or checkpoint (.safetensors)")->required();
   app.add_option("--data", f->data, "Data folder (default: $NANOMLP_DATA, else ./data)");
   app.add_option("--dataset", f->dataset, "Dataset (default: the one the model was trained on)")
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));

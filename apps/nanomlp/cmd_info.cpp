@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "nanomlp/core/json_input.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/io/safetensors.hpp"
 
@@ -61,13 +62,34 @@ void print_run_facts(const nlohmann::ordered_json& run) {
   std::printf("%s\n", line.c_str());
 }
 
+// A checkpoint's metadata entry as text fit to print ("?" where the entry is absent).
+std::string checkpoint_entry(const SafeTensors& st, const char* key) {
+  const auto it = st.metadata.find(key);
+  return it == st.metadata.end() ? "?" : printable(it->second, 40);
+}
+
+// What a checkpoint holds beside the model: the epoch it was written after and the state that
+// `train --resume` continues from.
+void print_checkpoint(const SafeTensors& st) {
+  const std::string prefix = kCheckpointModelPrefix;
+  std::size_t model_tensors = 0;
+  for (const auto& t : st.tensors) model_tensors += t.name.rfind(prefix, 0) == 0 ? 1 : 0;
+  std::printf(
+      "checkpoint (version %s) written after epoch %s: the model is its %zu '%s' tensors; the "
+      "other %zu hold the optimizer state that train --resume continues from\n",
+      checkpoint_entry(st, "checkpoint_version").c_str(), checkpoint_entry(st, "epoch").c_str(),
+      model_tensors, prefix.c_str(), st.tensors.size() - model_tensors);
+}
+
 int run_info(const InfoFlags& f) {
   const SafeTensors st = read_safetensors_file(f.model);
   Network<float> net = model_from_safetensors(st, f.model);
   const Architecture& arch = net.architecture();
+  const bool checkpoint = is_checkpoint(st);
   if (f.json) {
     nlohmann::ordered_json j;
     j["model"] = f.model;
+    j["kind"] = checkpoint ? "checkpoint" : "model";
     j["architecture"] = nlohmann::json::parse(arch.to_json());
     j["parameters"] = net.num_params();
     j["run"] = run_facts(st.metadata);
@@ -85,9 +107,11 @@ int run_info(const InfoFlags& f) {
   auto it = st.metadata.find("format_version");
   std::printf("format: safetensors, nanomlp format version %s, %zu tensors\n",
               it != st.metadata.end() ? it->second.c_str() : "?", st.tensors.size());
+  if (checkpoint) print_checkpoint(st);
   std::printf("%s", model_summary(net).c_str());
   print_run_facts(run_facts(st.metadata));
-  if (auto t = st.metadata.find("training"); t != st.metadata.end()) {
+  // A checkpoint keeps the settings under "options", for --resume to compare.
+  if (auto t = st.metadata.find(checkpoint ? "options" : "training"); t != st.metadata.end()) {
     std::printf("training settings: %s\n", t->second.c_str());
   }
   return 0;
@@ -97,7 +121,7 @@ int run_info(const InfoFlags& f) {
 
 Runner add_info(CLI::App& app) {
   auto f = std::make_shared<InfoFlags>();
-  app.add_option("--model", f->model, "Model file (.safetensors)")->required();
+  app.add_option("--model", f->model, "Model file or checkpoint (.safetensors)")->required();
   app.add_flag("--json", f->json, "Print the summary as JSON");
   return [f] { return run_info(*f); };
 }

@@ -172,7 +172,7 @@ int run_predict(const PredictFlags& f) {
 
 Runner add_predict(CLI::App& app) {
   auto f = std::make_shared<PredictFlags>();
-  app.add_option("--model", f->model, "Model file (.safetensors)")->required();
+  app.add_option("--model", f->model, "Model file or checkpoint (.safetensors)")->required();
   app.add_option("images", f->images, "Image files: PNG, JPEG, PGM (P2/P5), PPM, BMP or GIF")
       ->required();
   app.add_flag("--json", f->json, "Print a JSON list, one object per file");

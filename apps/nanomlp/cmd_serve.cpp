@@ -97,7 +97,7 @@ int run_serve(const ServeOptions& options) {
 
 Runner add_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
-  app.add_option("--model", o->model, "Model file (.safetensors)")->required();
+  app.add_option("--model", o->model, "Model file or checkpoint (.safetensors)")->required();
   app.add_option("--host", o->host, "Address to listen on")->capture_default_str();
   app.add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")
       ->check(CLI::Range(0, 65535))

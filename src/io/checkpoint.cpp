@@ -25,7 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kCheckpointFormat = "nanomlp-checkpoint";
 // 2: optimizer state of a Linear weight follows the layer's (in, out) layout; version 1 held it
 // (out, in), so its momenta would land on the wrong weights.
 constexpr int kCheckpointVersion = 2;
@@ -182,7 +181,7 @@ void check_checkpoint_dir(const std::string& checkpoint_dir) {
 void CheckpointFiles::write(const TrainOptions& options, Network<float>& net, Optimizer& optimizer,
                             const TrainState& state) {
   SafeTensors st = model_to_safetensors(net);
-  for (auto& t : st.tensors) t.name = "model." + t.name;
+  for (auto& t : st.tensors) t.name = kCheckpointModelPrefix + t.name;
   for (const auto& slot : optimizer.slots()) {
     st.tensors.push_back(TensorEntry::from_f32(
         "optim." + slot.name, {static_cast<std::int64_t>(slot.value->size())}, slot.value->data()));
@@ -249,15 +248,7 @@ void check_resumable(const CheckpointView& ck, const TrainOptions& options,
 
 // Into the caller's network, whose tensors the trainer and optimizer already point at.
 void restore_network(const CheckpointView& ck, Network<float>& net) {
-  SafeTensors model = ck.st;
-  model.tensors.clear();
-  for (const auto& t : ck.st.tensors) {
-    if (t.name.rfind("model.", 0) == 0) {
-      model.tensors.push_back(t);
-      model.tensors.back().name = t.name.substr(6);
-    }
-  }
-  Network<float> restored = model_from_safetensors(model, ck.path);
+  Network<float> restored = model_from_safetensors(ck.st, ck.path);  // its "model." tensors
   WeightsSnapshot weights;
   weights.take(restored);
   weights.put(net);

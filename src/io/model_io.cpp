@@ -94,31 +94,64 @@ std::vector<ExpectedTensor> expected_tensors(const Architecture& arch, int versi
   return out;
 }
 
+// The model's tensors in a file: all of them in a model file; in a checkpoint those named
+// kCheckpointModelPrefix + name, beside the optimizer state. Messages name the file's tensors
+// as the file does.
+struct ModelTensors {
+  const SafeTensors& st;
+  std::string prefix;
+
+  const TensorEntry* find(const std::string& name) const { return st.find(prefix + name); }
+  bool holds(const TensorEntry& t) const { return t.name.rfind(prefix, 0) == 0; }
+  std::size_t count() const {
+    return static_cast<std::size_t>(std::count_if(st.tensors.begin(), st.tensors.end(),
+                                                  [&](const TensorEntry& t) { return holds(t); }));
+  }
+};
+
 // Every tensor the architecture needs is in the file with its dtype and shape, and no other.
-void check_tensors_against(const SafeTensors& st, const Architecture& arch, int version,
+void check_tensors_against(const ModelTensors& file, const Architecture& arch, int version,
                            const std::string& source) {
   std::set<std::string> expected;
   for (const ExpectedTensor& e : expected_tensors(arch, version)) {
-    expected.insert(e.name);
-    const TensorEntry* t = st.find(e.name);
+    const std::string name = file.prefix + e.name;
+    expected.insert(name);
+    const TensorEntry* t = file.find(e.name);
     if (t == nullptr) {
-      throw ModelFormatError(source + ": tensor '" + e.name + "' required by the architecture (" +
+      throw ModelFormatError(source + ": tensor '" + name + "' required by the architecture (" +
                              arch.describe() + ") is missing");
     }
     if (t->shape != e.shape || t->dtype != e.dtype) {
       const std::string what =
           e.shape.empty() ? "an I64 scalar []" : e.dtype + " " + shape_str(e.shape);
-      throw ModelFormatError(source + ": tensor '" + e.name + "' should be " + what +
+      throw ModelFormatError(source + ": tensor '" + name + "' should be " + what +
                              " for architecture " + arch.describe() + ", found " + t->dtype + " " +
                              shape_str(t->shape));
     }
   }
-  for (const auto& t : st.tensors) {
-    if (expected.count(t.name) == 0) {
+  for (const auto& t : file.st.tensors) {
+    if (file.holds(t) && expected.count(t.name) == 0) {
       throw ModelFormatError(source + ": unexpected tensor '" + printable(t.name, 80) +
                              "' for architecture " + arch.describe());
     }
   }
+}
+
+// The format version the metadata states, checked to be one this nanomlp reads.
+int format_version(const std::string& version, const std::string& source) {
+  int v = 0;
+  try {
+    v = std::stoi(version);
+  } catch (const std::exception&) {
+    throw ModelFormatError(source + ": format_version should be an integer, found '" + version +
+                           "'");
+  }
+  if (v < 1 || v > kModelFormatVersion) {
+    throw ModelFormatError(source + ": model format version " + version +
+                           " is not supported by this nanomlp (reads 1.." +
+                           std::to_string(kModelFormatVersion) + ")");
+  }
+  return v;
 }
 
 }  // namespace
@@ -147,37 +180,33 @@ SafeTensors model_to_safetensors(Network<float>& net,
   return st;
 }
 
+bool is_checkpoint(const SafeTensors& st) {
+  const auto it = st.metadata.find("format");
+  return it != st.metadata.end() && it->second == kCheckpointFormat;
+}
+
 Network<float> model_from_safetensors(const SafeTensors& st, const std::string& source) {
+  const bool checkpoint = is_checkpoint(st);
   auto meta = [&](const std::string& key) -> const std::string& {
     auto it = st.metadata.find(key);
     if (it == st.metadata.end()) {
-      throw ModelFormatError(source + ": not a nanomlp model: __metadata__ has no '" + key +
-                             "' entry");
+      throw ModelFormatError(source +
+                             (checkpoint ? ": corrupt checkpoint" : ": not a nanomlp model") +
+                             ": __metadata__ has no '" + key + "' entry");
     }
     return it->second;
   };
-  const std::string& version = meta("format_version");
-  int v = 0;
-  try {
-    v = std::stoi(version);
-  } catch (const std::exception&) {
-    throw ModelFormatError(source + ": format_version should be an integer, found '" + version +
-                           "'");
-  }
-  if (v < 1 || v > kModelFormatVersion) {
-    throw ModelFormatError(source + ": model format version " + version +
-                           " is not supported by this nanomlp (reads 1.." +
-                           std::to_string(kModelFormatVersion) + ")");
-  }
+  const int v = format_version(meta("format_version"), source);
   const Architecture arch = Architecture::from_json(meta("architecture"), source);
-  check_tensors_against(st, arch, v, source);  // before the network is allocated
+  const ModelTensors file{st, checkpoint ? kCheckpointModelPrefix : ""};
+  check_tensors_against(file, arch, v, source);  // before the network is allocated
   Network<float> net(arch);
 
   // The file was checked against the architecture above; a tensor the built network wants
   // and the check did not is a bug here, not a bad file.
   std::size_t loaded = 0;
   const auto find = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
-    const TensorEntry* t = st.find(name);
+    const TensorEntry* t = file.find(name);
     if (t == nullptr || t->shape != shape) {
       throw std::logic_error("model_from_safetensors: tensor '" + name +
                              "' of the network was not checked against the file");
@@ -189,7 +218,8 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
     const TensorEntry* t = find(name, file_shape({name, &dst, nullptr, transposed}, v));
     const std::vector<float> values = t->to_f32();
     if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
-      throw ModelFormatError(source + ": tensor '" + name + "' holds NaN or infinite values");
+      throw ModelFormatError(source + ": tensor '" + file.prefix + name +
+                             "' holds NaN or infinite values");
     }
     if (transposed) {
       transpose(values.data(), dst.cols(), dst.rows(), dst.data());  // file (cols, rows)
@@ -202,9 +232,9 @@ Network<float> model_from_safetensors(const SafeTensors& st, const std::string& 
   for (auto& layer : net.layers()) {
     for (auto& [name, value] : layer->counters()) *value = find(name, {})->to_i64()[0];
   }
-  if (loaded != st.tensors.size()) {
+  if (loaded != file.count()) {
     throw std::logic_error("model_from_safetensors: the network holds " + std::to_string(loaded) +
-                           " tensors, the checked file " + std::to_string(st.tensors.size()));
+                           " tensors, the checked file " + std::to_string(file.count()));
   }
   return net;
 }

@@ -18,16 +18,26 @@ inline constexpr int kModelFormatVersion = 2;
 SafeTensors model_to_safetensors(Network<float>& net,
                                  const std::map<std::string, std::string>& extra_metadata = {});
 
+// A checkpoint (io/checkpoint.hpp) is a model file too: its __metadata__ has "format"
+// kCheckpointFormat, the model's format_version and architecture, and its model's tensors are
+// named kCheckpointModelPrefix + the model file's name ("model.0.weight"), beside the
+// optimizer's state.
+inline constexpr const char* kCheckpointFormat = "nanomlp-checkpoint";
+inline constexpr const char* kCheckpointModelPrefix = "model.";
+bool is_checkpoint(const SafeTensors& st);
+
 // Rebuilds the network described by the metadata and loads its tensors, checking that every
 // tensor the architecture needs is present with dtype F32 (I64 for counters) and the exact
-// shape, and that there are no others. Throws ModelFormatError naming `source`.
+// shape, and that there are no others (in a checkpoint: no other "model." tensors). Throws
+// ModelFormatError naming `source`. Takes a model file or a checkpoint, of every format version.
 Network<float> model_from_safetensors(const SafeTensors& st, const std::string& source);
 
 // Atomic write (temp file + rename); IoError for an unwritable path.
 void save_model(const std::string& path, Network<float>& net,
                 const std::map<std::string, std::string>& extra_metadata = {});
 
-// IoError for a missing file, ModelFormatError for a bad one.
+// The network of a model file or a checkpoint; IoError for a missing file, ModelFormatError for
+// a bad one.
 Network<float> load_model(const std::string& path);
 
 }  // namespace nanomlp

@@ -1109,6 +1109,39 @@ TEST_F(CliExport, SafetensorsRoundTripEvaluatesIdentically) {
   EXPECT_TRUE(meta.contains("training")) << meta.dump();
 }
 
+// A checkpoint exported as safetensors is a plain model file: the last checkpoint of a run holds
+// the run's final model, so the tensor bytes are the model file's, eval prints the same, info
+// calls it a model, and of the run's state only the training settings and the epoch remain.
+TEST_F(CliExport, ACheckpointBecomesThePlainModelOfItsEpoch) {
+  const std::string ck = data_.out("ck"), final_model = data_.out("final.safetensors");
+  ASSERT_EQ(run_cli(quick_train_args(data_, final_model,
+                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
+                .exit_code,
+            0);
+  const std::string out = data_.out("from-checkpoint.safetensors");
+  const CommandResult r =
+      export_model(ck + "/checkpoint-epoch-0002.safetensors", "safetensors", out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Bytes exported = read_bytes(out);
+  EXPECT_EQ(tensor_data(exported), tensor_data(read_bytes(final_model)));
+  const CommandResult original = eval(final_model), copy = eval(out);
+  ASSERT_EQ(copy.exit_code, 0) << copy.output;
+  std::vector<std::string> a = lines_of(original.output), b = lines_of(copy.output);
+  ASSERT_GT(b.size(), 3u) << copy.output;
+  EXPECT_EQ(std::vector<std::string>(a.begin() + 1, a.end()),
+            std::vector<std::string>(b.begin() + 1, b.end()));
+  const Json meta = header_json(exported)["__metadata__"];
+  EXPECT_EQ(meta["format"], "nanomlp");
+  EXPECT_EQ(meta["checkpoint_epoch"], "2");
+  EXPECT_TRUE(contains(meta["training"].get<std::string>(), "\"epochs\":2")) << meta.dump();
+  for (const char* run_state : {"options", "shuffle_rng", "records", "optimizer_steps"}) {
+    EXPECT_FALSE(meta.contains(run_state)) << run_state << " in " << meta.dump();
+  }
+  const CommandResult info = run_cli("info --json --model " + quote(out));
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_EQ(Json::parse(info.output)["kind"], "model");
+}
+
 // A serialised onnx.ModelProto: the names of its producer, input, outputs and operators are
 // strings in the protobuf bytes. tests/onnx runs such files in ONNX Runtime.
 TEST_F(CliExport, OnnxWritesTheGraphWithItsInputAndOutputs) {

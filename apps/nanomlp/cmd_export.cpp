@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "commands.hpp"
 #include "nanomlp/app/onnx_export.hpp"
@@ -32,6 +33,18 @@ void check_out_folder(const std::string& out) {
   if (fs::is_directory(out)) throw IoError("--out: " + out + " is a folder, expected a file");
 }
 
+// The metadata a plain model file keeps: a model file's own; of a checkpoint, the training
+// settings it was written with and its epoch. The optimizer's state, the generators and the
+// records so far belong to the run, not to the model, and stay behind.
+std::map<std::string, std::string> plain_metadata(const SafeTensors& st) {
+  if (!is_checkpoint(st)) return st.metadata;
+  std::map<std::string, std::string> metadata;
+  for (const auto& [from, to] : {std::pair{"options", "training"}, {"epoch", "checkpoint_epoch"}}) {
+    if (const auto it = st.metadata.find(from); it != st.metadata.end()) metadata[to] = it->second;
+  }
+  return metadata;
+}
+
 int run_export(const ExportFlags& f) {
   check_out_folder(f.out);
   // load_model, as eval does: whatever model files it reads, export reads.
@@ -39,7 +52,7 @@ int run_export(const ExportFlags& f) {
   // The file's metadata (training settings and the like) goes along into a plain model file;
   // save_model writes the format, its version and the architecture itself.
   std::map<std::string, std::string> metadata;
-  if (f.format == "safetensors") metadata = read_safetensors_file(f.model).metadata;
+  if (f.format == "safetensors") metadata = plain_metadata(read_safetensors_file(f.model));
   try {
     if (f.format == "onnx") {
       write_onnx_file(f.out, net, f.model);

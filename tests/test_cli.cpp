@@ -848,7 +848,8 @@ TEST(CliThreads, FastFailureWithTwoThreadsExitsPromptly) {
 
 // --- eval on bad model files: exit 1 ----------------------------------------------------------
 
-class CliEvalError : public ::testing::Test {
+// A model trained on synthetic data, and eval of any model file on that data.
+class TrainedModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const CommandResult r = run_cli(quick_train_args(data_, model_, kTwoThreads));
@@ -865,6 +866,8 @@ class CliEvalError : public ::testing::Test {
   std::string model_ = data_.out("model.safetensors");
   Bytes model_bytes_;
 };
+
+class CliEvalError : public TrainedModelTest {};
 
 TEST_F(CliEvalError, ControlValidModelEvaluates) {
   const CommandResult r = eval(model_);
@@ -1062,27 +1065,25 @@ TEST(CliTrain, SyntheticTrainWritesMetricsAndModelThatEvalReproduces) {
 
 // --- export: ONNX and plain model files ----------------------------------------------------------
 
-class CliExport : public ::testing::Test {
+class CliExport : public TrainedModelTest {
  protected:
-  void SetUp() override {
-    const CommandResult r = run_cli(quick_train_args(data_, model_, kTwoThreads));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    model_bytes_ = read_bytes(model_);
-    ASSERT_GT(model_bytes_.size(), 8u);
-  }
   CommandResult export_model(const std::string& model, const std::string& format,
                              const std::string& out) {
     return run_cli("export --model " + quote(model) + " --format " + format + " --out " +
                    quote(out));
   }
-  CommandResult eval(const std::string& model) {
-    return run_cli("eval --model " + quote(model) + " --data " + quote(data_.root) + " " +
-                   kTwoThreads);
+  // eval prints the same loss, accuracy and confusion matrix for both files (line 0 names the
+  // file, every other line is the same).
+  void expect_same_eval(const std::string& a_model, const std::string& b_model) {
+    const CommandResult a = eval(a_model), b = eval(b_model);
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    const std::vector<std::string> a_lines = lines_of(a.output), b_lines = lines_of(b.output);
+    ASSERT_GT(a_lines.size(), 3u) << a.output;
+    EXPECT_TRUE(contains(a_lines[2], "accuracy")) << a_lines[2];
+    EXPECT_EQ(std::vector<std::string>(a_lines.begin() + 1, a_lines.end()),
+              std::vector<std::string>(b_lines.begin() + 1, b_lines.end()));
   }
-
-  SyntheticData data_;
-  std::string model_ = data_.out("model.safetensors");
-  Bytes model_bytes_;
 };
 
 // The exported file evaluates to the same loss, accuracy and confusion matrix, and holds the
@@ -1092,16 +1093,7 @@ TEST_F(CliExport, SafetensorsRoundTripEvaluatesIdentically) {
   const CommandResult r = export_model(model_, "safetensors", out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, out)) << r.output;
-  const CommandResult original = eval(model_), copy = eval(out);
-  ASSERT_EQ(original.exit_code, 0) << original.output;
-  ASSERT_EQ(copy.exit_code, 0) << copy.output;
-  std::vector<std::string> a = lines_of(original.output), b = lines_of(copy.output);
-  ASSERT_GT(a.size(), 3u) << original.output;
-  ASSERT_EQ(a.size(), b.size()) << copy.output;
-  EXPECT_TRUE(contains(a[2], "accuracy")) << a[2];
-  // Line 0 names the model file; every other line is the same.
-  EXPECT_EQ(std::vector<std::string>(a.begin() + 1, a.end()),
-            std::vector<std::string>(b.begin() + 1, b.end()));
+  expect_same_eval(model_, out);
   const Bytes exported = read_bytes(out);
   EXPECT_EQ(tensor_data(exported), tensor_data(model_bytes_));
   const Json meta = header_json(exported)["__metadata__"];
@@ -1124,12 +1116,7 @@ TEST_F(CliExport, ACheckpointBecomesThePlainModelOfItsEpoch) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const Bytes exported = read_bytes(out);
   EXPECT_EQ(tensor_data(exported), tensor_data(read_bytes(final_model)));
-  const CommandResult original = eval(final_model), copy = eval(out);
-  ASSERT_EQ(copy.exit_code, 0) << copy.output;
-  std::vector<std::string> a = lines_of(original.output), b = lines_of(copy.output);
-  ASSERT_GT(b.size(), 3u) << copy.output;
-  EXPECT_EQ(std::vector<std::string>(a.begin() + 1, a.end()),
-            std::vector<std::string>(b.begin() + 1, b.end()));
+  expect_same_eval(final_model, out);
   const Json meta = header_json(exported)["__metadata__"];
   EXPECT_EQ(meta["format"], "nanomlp");
   EXPECT_EQ(meta["checkpoint_epoch"], "2");

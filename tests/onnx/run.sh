@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `nanomlp export --format onnx` against `nanomlp eval`, in the real ONNX Runtime: trains one
 # small model per kind of layer and setting (each activation, batch norm, dropout, several hidden
-# layers, no input normalisation) for one epoch on MNIST, exports each, checks each graph with
+# layers, no input normalisation, the best preset) for one epoch on MNIST, exports each, checks each graph with
 # onnx.checker (python3-onnx), and runs compare.mjs (onnxruntime-node), which wants the same
 # class as nanomlp for all 10,000 test images and probabilities within 1e-5.
 #
@@ -50,7 +50,7 @@ rm -rf "$work"
 mkdir -p "$work"
 
 # KIND and its training flags: one model per layer kind or setting the exporter maps.
-kinds=(relu leaky_relu tanh gelu batch_norm dropout deep no_normalize)
+kinds=(relu leaky_relu tanh gelu batch_norm dropout deep no_normalize best)
 declare -A flags=(
   [relu]="--hidden 64 --activation relu"
   [leaky_relu]="--hidden 64 --activation leaky_relu"
@@ -60,6 +60,7 @@ declare -A flags=(
   [dropout]="--hidden 64 --dropout 0.2"
   [deep]="--hidden 64,32,16 --activation gelu --batch-norm --dropout 0.2"
   [no_normalize]="--hidden 64 --no-normalize"
+  [best]="--preset best"
 )
 
 for kind in "${kinds[@]}"; do

@@ -1255,6 +1255,21 @@ TEST_F(CliReportGuard, RefusesTheMetricsOfAModelWithOtherWeights) {
   EXPECT_FALSE(fs::exists(out_));
 }
 
+// The last checkpoint of a run holds the run's final model: report accepts it with the run's
+// metrics; the checkpoint of an earlier epoch holds other weights and is refused.
+TEST_F(CliReportGuard, AcceptsTheLastCheckpointOfTheRunAndRefusesAnEarlierOne) {
+  const std::string ck = data_.out("ck");
+  ASSERT_TRUE(train("c", "--checkpoint-dir " + quote(ck)));
+  const CommandResult r = report(ck + "/checkpoint-epoch-0002.safetensors", metrics("c"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "warning")) << r.output;
+  EXPECT_TRUE(fs::exists(out_));
+  fs::remove(out_);
+  const std::string first = ck + "/checkpoint-epoch-0001.safetensors";
+  expect_one_error_line(report(first, metrics("c")), 1, {metrics("c"), first, "weights differ"});
+  EXPECT_FALSE(fs::exists(out_));
+}
+
 TEST_F(CliReportGuard, RefusesTheMetricsOfAnotherArchitecture) {
   ASSERT_TRUE(train("narrow", "", "8"));
   expect_one_error_line(report(model("narrow"), metrics("a")), 1,

@@ -36,8 +36,12 @@ int run_report(const ReportFlags& f) {
   nlohmann::ordered_json metrics = read_metrics_json(f.metrics_json);
   const SafeTensors model = read_safetensors_file(f.model);
   Network<float> net = model_from_safetensors(model, f.model);
-  // Before the test set is read: metrics of another model would make a report that lies.
-  const std::string warning = check_metrics_model(metrics, f.metrics_json, model, f.model);
+  // Before the test set is read: metrics of another model would make a report that lies. The
+  // weights are checked as a model file holds them, so that a checkpoint's model (beside its
+  // optimizer state) matches the metrics of its run, and the architecture as the file says it.
+  SafeTensors weights = model_to_safetensors(net);
+  weights.metadata["architecture"] = model.metadata.at("architecture");
+  const std::string warning = check_metrics_model(metrics, f.metrics_json, weights, f.model);
   if (!warning.empty()) std::cerr << "nanomlp: warning: " << warning << std::endl;
   const std::string dataset = f.dataset.empty() ? net.architecture().dataset : f.dataset;
   const DataSplit data = load_dataset(resolve_data_root(f.data), dataset);

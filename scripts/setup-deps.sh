@@ -11,7 +11,8 @@ packages=(g++ make cmake pkg-config libopenblas-dev libcli11-dev nlohmann-json3-
           libstb-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
           libcpp-httplib-dev libonnx-dev libprotobuf-dev libgtest-dev libgmock-dev libbenchmark-dev)
 test_packages=(chromium nodejs npm clang libclang-rt-14-dev python3 python3-numpy python3-torch
-               python3-onnx)
+               python3-onnx pybind11-dev python3-dev python3-pytest python3-sklearn
+               python3-setuptools python3-pip)
 case "$level" in
   build) ;;
   test | bench) packages+=("${test_packages[@]}") ;;

@@ -1,0 +1,22 @@
+"""784-128-10 on MNIST through the Python package, read by nanomlp's IDX reader."""
+import os
+
+import numpy as np
+import pytest
+
+import nanomlp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+DATA = os.environ.get("NANOMLP_DATA", "data")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "mnist")),
+                    reason="no MNIST under NANOMLP_DATA")
+def test_two_epochs_reach_95_percent():
+    X, y, X_test, y_test = nanomlp.datasets.load_mnist(DATA)
+    assert X.shape == (60000, 784) and X.dtype == np.uint8 and X_test.shape == (10000, 784)
+    assert y.shape == (60000,) and set(np.unique(y)) == set(range(10))
+    clf = nanomlp.MLPClassifier(hidden_layer_sizes=(128,), max_iter=2, random_state=0)
+    clf.fit(X, y)
+    assert clf.score(X_test, y_test) >= 0.95

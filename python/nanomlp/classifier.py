@@ -11,6 +11,9 @@ Differences from scikit-learn, by design of the C++ library:
   torch.optim.SGD; both equal scikit-learn's at a constant learning rate.
 - at most 256 classes (the C++ step reads uint8 labels).
 - uint8 features are read as pixel / 255 (as the CLI reads images); every other dtype as float32.
+- n_threads (default: every core) sets nanomlp's thread pool for the whole process; nanomlp
+  keeps OpenBLAS single-threaded, which NumPy sees too where it shares that OpenBLAS
+  (threadpoolctl.threadpool_limits gives NumPy its threads back).
 """
 import json
 import warnings
@@ -165,8 +168,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = self._check_params()
         X, y = self._validate_data(X, y, dtype=_DTYPES, order="C", multi_output=False,
                                    reset=not incremental or not hasattr(self, "_model"))
-        if self.n_threads is not None:
-            _nanomlp.set_num_threads(int(self.n_threads))
+        # None: every core, as the CLI's --threads 0.
+        _nanomlp.set_num_threads(0 if self.n_threads is None else int(self.n_threads))
         rng = check_random_state(self.random_state)
         fresh = not hasattr(self, "_model") or not (self.warm_start or incremental)
         if fresh:

@@ -20,7 +20,6 @@
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
-#include "nanomlp/core/thread_pool.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/nn/kernels.hpp"
@@ -334,8 +333,9 @@ PYBIND11_MODULE(_nanomlp, m) {
   py::register_exception<ModelFormatError>(m, "ModelFormatError", PyExc_ValueError);
   py::register_exception<UsageError>(m, "UsageError", PyExc_ValueError);
   bind_model(m);
-  m.def("set_num_threads", [](int n) { ThreadPool::global().set_num_threads(n); });
-  m.def("num_threads", [] { return ThreadPool::global().num_threads(); });
+  // n < 1: every core. OpenBLAS stays single-threaded inside nanomlp's own threads.
+  m.def("set_num_threads", &kernels::set_num_threads);
+  m.def("num_threads", &kernels::num_threads);
   m.def("activation_names", &activation_names);
   m.def("schedule_names", &schedule_names);
   m.def("learning_rate", &schedule_rate);

@@ -1,5 +1,6 @@
 """MLPClassifier with scikit-learn's tools, pickling, model files, labels and parameters."""
 import os
+import json
 import pickle
 import subprocess
 import numpy as np
@@ -158,7 +159,7 @@ def test_cli_evaluates_a_saved_model(tmp_path):
     clf.fit(X[:20000], y[:20000])
     path = tmp_path / "m.safetensors"
     clf.save(path)
-    out = subprocess.run([cli, "eval", str(path), "--data", data], capture_output=True,
-                         text=True, check=True).stdout
-    accuracy = clf.score(X_test, y_test)
-    assert f"{100 * accuracy:.2f}" in out, out
+    out = subprocess.run([cli, "eval", "--model", str(path), "--data", data, "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert result["accuracy"] == pytest.approx(clf.score(X_test, y_test), abs=1e-4), out

@@ -184,6 +184,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         codes = self._labels(y)
         self._set_optimizer(self._batch(X.shape[0]))
         if incremental:
+            self._model.prepare_images(X, codes, self._batch(X.shape[0]))
             self._epoch(X, codes, rng, 0, 1)
         else:
             self._fit_epochs(X, codes, rng)
@@ -198,6 +199,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 X, codes, random_state=rng, test_size=self.validation_fraction,
                 stratify=stratify)
             X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+        self._model.prepare_images(X, codes, self._batch(X.shape[0]))
         best = None
         for it in range(self.max_iter):
             self._epoch(X, codes, rng, it, self.max_iter)
@@ -220,8 +222,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         batch = self._batch(n)
         order = (rng.permutation(n) if self.shuffle else np.arange(n)).astype(np.uint32)
         steps = -(-n // batch)
-        lrs = self._rates(it, total, steps)
-        loss, _ = self._model.fit_epoch(X, codes, order, batch, lrs,
+        if self.schedule is None:
+            # scikit-learn's rates change between epochs only: a constant one per epoch.
+            lr = self._lr if self.solver == "sgd" else self.learning_rate_init
+            rate = ("constant", float(lr), steps, 0)
+        else:
+            rate = (self.schedule, float(self.learning_rate_init), total * steps, it * steps)
+        loss, _ = self._model.fit_epoch(X, codes, order, batch, *rate,
                                         float(self.label_smoothing))
         if not np.isfinite(loss):
             raise ValueError(f"nanomlp: the loss diverged ({loss}) at epoch {it + 1}; lower "
@@ -235,14 +242,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-
-    def _rates(self, it, total, steps):
-        if self.schedule is None:
-            lr = self._lr if self.solver == "sgd" else self.learning_rate_init
-            return np.full(steps, lr, dtype=np.float64)
-        return np.array([_nanomlp.learning_rate(self.schedule, float(self.learning_rate_init),
-                                                total * steps, steps, it * steps + s)
-                         for s in range(steps)], dtype=np.float64)
 
     def _converged(self):
         # scikit-learn's _update_no_improvement_count, then its stopping rule.

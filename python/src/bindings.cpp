@@ -20,6 +20,8 @@
 #include "nanomlp/core/dataset.hpp"
 #include "nanomlp/core/errors.hpp"
 #include "nanomlp/core/rng.hpp"
+#include "nanomlp/core/thread_pool.hpp"
+#include "nanomlp/fast/plan.hpp"
 #include "nanomlp/io/data.hpp"
 #include "nanomlp/io/model_io.hpp"
 #include "nanomlp/nn/kernels.hpp"
@@ -71,14 +73,27 @@ class Model {
     cache_scale();
   }
 
-  void set_optimizer(const OptimizerConfig& config) { optimizer_ = make_optimizer(config); }
+  void set_optimizer(const OptimizerConfig& config) {
+    optimizer_config_ = config;
+    optimizer_ = make_optimizer(config);
+    images_.reset();  // a plan holds the optimizer's settings
+  }
   std::int64_t optimizer_steps() const { return optimizer_ ? optimizer_->steps() : 0; }
 
-  // One pass over the rows order[0..n) in batches of B, learning rate lrs[s] at step s.
-  // Returns the summed loss and the hits.
+  // One pass over the rows order[0..n) in batches of B at the schedule's rates. Returns the
+  // summed loss and the hits.
   std::pair<double, std::size_t> run_epoch(const Features& x, const std::uint8_t* y,
                                            const std::uint32_t* order, std::size_t n, std::size_t B,
-                                           const double* lrs, float label_smoothing);
+                                           const Epoch& rates);
+
+  // MNIST-shaped data (uint8 (N, 784), 10 classes) copied into a Dataset once, so that the
+  // epochs run through the library's fast paths (fast/plan.hpp): the sparse first layer and
+  // the split step, as the CLI trains.
+  void prepare_images(const Features& x, const std::uint8_t* y, std::size_t B);
+  bool has_images() const { return images_ != nullptr; }
+  void drop_images() { images_.reset(); }
+  std::pair<double, std::size_t> run_image_epoch(const std::uint32_t* order, std::size_t n,
+                                                 std::size_t B, const Epoch& rates);
 
   // Probabilities (N, K) into out, in chunks that bound the activations' memory.
   void predict_proba(const Features& x, float* out);
@@ -97,6 +112,13 @@ class Model {
   Rng rng_;
   DenseBatchPath batch_;
   std::unique_ptr<Optimizer> optimizer_;
+  OptimizerConfig optimizer_config_;
+  // The MNIST-shaped training set and the plan's runner over it (prepare_images).
+  struct Images {
+    DataSplit split;
+    TrainMethod method;
+  };
+  std::unique_ptr<Images> images_;
   float scale_ = 1.0f, shift_ = 0.0f;
   Matrix dz_;                         // (B, K)
   std::vector<std::uint8_t> labels_;  // (B)
@@ -123,24 +145,62 @@ void Model::gather(const Features& x, const std::uint32_t* idx, std::size_t N, M
 
 std::pair<double, std::size_t> Model::run_epoch(const Features& x, const std::uint8_t* y,
                                                 const std::uint32_t* order, std::size_t n,
-                                                std::size_t B, const double* lrs,
-                                                float label_smoothing) {
+                                                std::size_t B, const Epoch& rates) {
   if (!optimizer_) throw UsageError("set_optimizer() must come before training");
   const std::vector<Param<float>> params = net_.params();
   if (labels_.size() < B) labels_.resize(B);
   double loss = 0;
   std::size_t hits = 0;
-  for (std::size_t s = 0, start = 0; start < n; ++s, start += B) {
+  std::int64_t step = rates.first_step;
+  for (std::size_t start = 0; start < n; start += B, ++step) {
     const std::size_t nb = std::min(B, n - start);
     if (net_.architecture().batch_norm && nb < 2) continue;  // batch statistics need two rows
     gather(x, order + start, nb, batch_.input());
     for (std::size_t i = 0; i < nb; ++i) labels_[i] = y[order[start + i]];
-    const StepResult r =
-        plain_step(net_, batch_, labels_.data(), label_smoothing, *optimizer_, params, lrs[s], dz_);
+    const double lr = learning_rate(*rates.schedule, step);
+    const StepResult r = plain_step(net_, batch_, labels_.data(), rates.label_smoothing,
+                                    *optimizer_, params, lr, dz_);
     loss += r.loss;
     hits += r.hits;
     if (!std::isfinite(r.loss)) break;  // diverged: the caller reports it
   }
+  return {loss, hits};
+}
+
+void Model::prepare_images(const Features& x, const std::uint8_t* y, std::size_t B) {
+  if (!optimizer_) throw UsageError("set_optimizer() must come before training");
+  auto images = std::make_unique<Images>();
+  Dataset& d = images->split.train;
+  d.count = x.rows;
+  d.images.assign(x.u8, x.u8 + x.rows * kImagePixels);
+  d.labels.assign(y, y + x.rows);
+  TrainOptions options;
+  options.batch_size = B;
+  options.optimizer = optimizer_config_;
+  images->method = plan_training(net_, options, images->split, ThreadPool::global().max_parts());
+  if (!images->method.runner) {
+    images->method.runner =
+        std::make_unique<PlainEpochRunner>(std::make_unique<DenseBatchPath>(net_.architecture()));
+  }
+  images_ = std::move(images);
+}
+
+std::pair<double, std::size_t> Model::run_image_epoch(const std::uint32_t* order, std::size_t n,
+                                                      std::size_t B, const Epoch& rates) {
+  Epoch epoch = rates;
+  epoch.data = &images_->split.train;
+  epoch.order = order;
+  epoch.n = n;
+  epoch.batch_size = B;
+  double loss = 0;
+  std::size_t hits = 0;
+  const EpochOutcome outcome = images_->method.runner->run_epoch(
+      net_, *optimizer_, epoch,
+      [&](std::size_t, std::size_t, double batch_loss, std::size_t batch_hits, double) {
+        loss += batch_loss;
+        hits += batch_hits;
+      });
+  if (outcome.diverged) loss = outcome.bad_loss;
   return {loss, hits};
 }
 
@@ -174,26 +234,70 @@ Architecture make_architecture(std::size_t input_dim, std::vector<std::size_t> h
   return a;
 }
 
+// The learning rates of one epoch: the library's schedule from its first step.
+struct Rates {
+  ScheduleConfig schedule;
+  Epoch epoch;
+};
+
+Rates make_rates(const std::string& name, double base_lr, std::int64_t total_steps,
+                 std::int64_t steps_per_epoch, std::int64_t first_step, float label_smoothing) {
+  Rates r;
+  r.schedule.name = name;
+  r.schedule.base_lr = base_lr;
+  r.schedule.total_steps = total_steps;
+  r.schedule.steps_per_epoch = steps_per_epoch;
+  validate_schedule(r.schedule);
+  r.epoch.first_step = first_step;
+  r.epoch.label_smoothing = label_smoothing;
+  return r;
+}
+
+const std::uint32_t* checked_order(const CArray<std::uint32_t>& order, std::size_t rows,
+                                   std::size_t batch_size) {
+  if (batch_size == 0) throw py::value_error("batch_size must be positive");
+  const std::uint32_t* idx = order.data();
+  for (py::ssize_t i = 0; i < order.size(); ++i) {
+    if (idx[i] >= rows) throw py::value_error("fit_epoch: row index out of range");
+  }
+  return idx;
+}
+
 py::tuple fit_epoch(Model& m, const py::array& x, const CArray<std::uint8_t>& y,
                     const CArray<std::uint32_t>& order, std::size_t batch_size,
-                    const CArray<double>& lrs, float label_smoothing) {
+                    const std::string& schedule, double base_lr, std::int64_t total_steps,
+                    std::int64_t first_step, float label_smoothing) {
   const Features f = features_of(x);
   if (f.cols != m.net().architecture().input_dim) throw py::value_error("wrong feature count");
+  if (static_cast<std::size_t>(y.size()) != f.rows) throw py::value_error("X and y differ");
+  const std::uint32_t* idx = checked_order(order, f.rows, batch_size);
   const auto n = static_cast<std::size_t>(order.size());
-  if (static_cast<std::size_t>(y.size()) != f.rows || batch_size == 0 ||
-      static_cast<std::size_t>(lrs.size()) < (n + batch_size - 1) / batch_size) {
-    throw py::value_error("fit_epoch: inconsistent sizes");
-  }
-  const std::uint32_t* idx = order.data();
-  for (std::size_t i = 0; i < n; ++i) {
-    if (idx[i] >= f.rows) throw py::value_error("fit_epoch: row index out of range");
-  }
+  const auto steps = static_cast<std::int64_t>((n + batch_size - 1) / batch_size);
+  Rates rates = make_rates(schedule, base_lr, total_steps, steps, first_step, label_smoothing);
+  rates.epoch.schedule = &rates.schedule;
   std::pair<double, std::size_t> r;
   {
     py::gil_scoped_release release;
-    r = m.run_epoch(f, y.data(), idx, n, batch_size, lrs.data(), label_smoothing);
+    r = m.has_images() ? m.run_image_epoch(idx, n, batch_size, rates.epoch)
+                       : m.run_epoch(f, y.data(), idx, n, batch_size, rates.epoch);
   }
   return py::make_tuple(r.first, r.second);
+}
+
+// Whether the fast paths of MNIST-shaped data train the next epochs: then the model keeps a
+// copy of x and y, which the following fit_epoch calls read instead of theirs.
+bool prepare_images(Model& m, const py::array& x, const CArray<std::uint8_t>& y,
+                    std::size_t batch_size) {
+  const Features f = features_of(x);
+  const Architecture& arch = m.net().architecture();
+  m.drop_images();
+  if (f.u8 == nullptr || f.cols != kImagePixels || arch.input_dim != kImagePixels ||
+      arch.num_classes != kNumClasses || static_cast<std::size_t>(y.size()) != f.rows) {
+    return false;
+  }
+  py::gil_scoped_release release;
+  m.prepare_images(f, y.data(), batch_size);
+  return true;
 }
 
 CArray<float> predict_proba(Model& m, const py::array& x) {
@@ -305,6 +409,7 @@ void bind_model(py::module_& m) {
            })
       .def_property_readonly("optimizer_steps", &Model::optimizer_steps)
       .def("fit_epoch", &fit_epoch)
+      .def("prepare_images", &prepare_images)
       .def("predict_proba", &predict_proba)
       .def("linear_params", &linear_params)
       .def("to_bytes", &to_bytes)

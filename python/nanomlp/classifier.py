@@ -9,6 +9,9 @@ Differences from scikit-learn, by design of the C++ library:
   alpha / batch_size.
 - Adam follows torch.optim.Adam (eps added to the bias-corrected root), SGD momentum
   torch.optim.SGD; both equal scikit-learn's at a constant learning rate.
+- init: 'xavier' (the default) draws weights from N(0, 2 / (fan_in + fan_out)), the variance
+  of scikit-learn's Glorot-uniform initialisation; biases start at zero (scikit-learn draws
+  them too). 'he' (N(0, 2 / fan_in)) or 'auto' (the CLI's choice: He for ReLU) are nanomlp's.
 - at most 256 classes (the C++ step reads uint8 labels).
 - uint8 features are read as pixel / 255 (as the CLI reads images); every other dtype as float32.
 - n_threads (default: every core) sets nanomlp's thread pool for the whole process; nanomlp
@@ -41,7 +44,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, n_threads=None,
-                 batch_norm=False, dropout=0.0, schedule=None, label_smoothing=0.0):
+                 batch_norm=False, dropout=0.0, schedule=None, label_smoothing=0.0, init="xavier"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -69,6 +72,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.dropout = dropout
         self.schedule = schedule
         self.label_smoothing = label_smoothing
+        self.init = init
 
     # ---------------------------------------------------------------- checks of the parameters
     def _check_params(self):
@@ -88,6 +92,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.schedule is not None and self.schedule not in _nanomlp.schedule_names():
             raise ValueError(f"schedule '{self.schedule}': expected None or one of "
                              f"{', '.join(_nanomlp.schedule_names())}")
+        if self.init not in ("auto", "he", "xavier"):
+            raise ValueError(f"init '{self.init}': expected 'auto', 'he' or 'xavier'")
         if not self.learning_rate_init > 0:
             raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init}.")
         if self.max_iter <= 0 or self.alpha < 0 or not 0 <= self.momentum <= 1:
@@ -115,7 +121,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         norm_std = 1.0 if uint8 else 1.0 / 255.0
         self._model = _nanomlp.Model(n_features, hidden, n_classes, self.activation,
                                      bool(self.batch_norm), float(self.dropout), norm_std,
-                                     dataset, int(rng.randint(np.iinfo(np.int32).max)))
+                                     dataset, int(rng.randint(np.iinfo(np.int32).max)),
+                                     self.init)
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0

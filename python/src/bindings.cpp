@@ -63,8 +63,9 @@ Features features_of(const py::array& x) {
 // A network being trained: its Architecture, weights, optimizer and generator.
 class Model {
  public:
-  Model(Architecture arch, std::uint64_t seed) : net_(arch), rng_(seed), batch_(arch) {
-    net_.init(rng_);
+  Model(Architecture arch, std::uint64_t seed, const std::string& init)
+      : net_(arch), rng_(seed), batch_(arch) {
+    net_.init(rng_, init);
     net_.set_rng(&rng_);
     cache_scale();
   }
@@ -392,15 +393,16 @@ void bind_model(py::module_& m) {
   py::class_<Model>(m, "Model")
       .def(py::init([](std::size_t input_dim, std::vector<std::size_t> hidden,
                        std::size_t num_classes, std::string activation, bool batch_norm,
-                       double dropout, double norm_std, std::string dataset, std::uint64_t seed) {
+                       double dropout, double norm_std, std::string dataset, std::uint64_t seed,
+                       const std::string& init) {
              return std::make_unique<Model>(
                  make_architecture(input_dim, std::move(hidden), num_classes, std::move(activation),
                                    batch_norm, dropout, norm_std, std::move(dataset)),
-                 seed);
+                 seed, init);
            }),
            py::arg("input_dim"), py::arg("hidden"), py::arg("num_classes"), py::arg("activation"),
            py::arg("batch_norm"), py::arg("dropout"), py::arg("norm_std"), py::arg("dataset"),
-           py::arg("seed"))
+           py::arg("seed"), py::arg("init"))
       .def("set_optimizer",
            [](Model& self, const std::string& name, double momentum, bool nesterov, double beta1,
               double beta2, double eps, double weight_decay) {

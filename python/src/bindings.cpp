@@ -80,6 +80,7 @@ class Model {
     images_.reset();  // a plan holds the optimizer's settings
   }
   std::int64_t optimizer_steps() const { return optimizer_ ? optimizer_->steps() : 0; }
+  bool has_optimizer() const { return optimizer_ != nullptr; }
 
   // One pass over the rows order[0..n) in batches of B at the schedule's rates. Returns the
   // summed loss and the hits.
@@ -410,6 +411,7 @@ void bind_model(py::module_& m) {
                  optimizer_config(name, momentum, nesterov, beta1, beta2, eps, weight_decay));
            })
       .def_property_readonly("optimizer_steps", &Model::optimizer_steps)
+      .def_property_readonly("has_optimizer", &Model::has_optimizer)
       .def("fit_epoch", &fit_epoch)
       .def("prepare_images", &prepare_images)
       .def("predict_proba", &predict_proba)

@@ -165,3 +165,15 @@ def test_cli_evaluates_a_saved_model(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     result = json.loads(out)
     assert result["accuracy"] == pytest.approx(clf.score(X_test, y_test), abs=1e-4), out
+
+
+def test_partial_fit_keeps_the_optimizer_state(blobs):
+    # Adam's step count goes on from one partial_fit to the next, as in scikit-learn.
+    X, y = blobs
+    clf = small(batch_size=100)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clf.partial_fit(X, y)
+    assert clf._model.optimizer_steps == 12
+    back = pickle.loads(pickle.dumps(clf))
+    back.partial_fit(X, y)
+    assert back.n_iter_ == 3 and back._model.optimizer_steps == 6

@@ -329,7 +329,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
 def load(path):
     """An MLPClassifier from a model file of the CLI or of save(): classes 0..K-1 unless the
-    file is one of save()'s with its own."""
+    file is one of save()'s with its own. Features go through the file's normalisation: for a
+    model the CLI trained, pixels (0..255, uint8 or float), as `nanomlp predict` reads them."""
     model, metadata = _nanomlp.Model.load(str(path))
     arch = json.loads(model.architecture_json)
     clf = MLPClassifier(hidden_layer_sizes=tuple(arch["hidden"]), activation=arch["activation"],

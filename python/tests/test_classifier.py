@@ -177,3 +177,22 @@ def test_partial_fit_keeps_the_optimizer_state(blobs):
     back = pickle.loads(pickle.dumps(clf))
     back.partial_fit(X, y)
     assert back.n_iter_ == 3 and back._model.optimizer_steps == 6
+
+
+def test_loads_a_model_the_cli_trained(tmp_path):
+    # The CLI's default standardises the pixels (mean and std in the file): nanomlp.load reads
+    # uint8 features through the file's normalisation, so its accuracy is nanomlp eval's.
+    cli = os.environ.get("NANOMLP_CLI", "")
+    data = os.environ.get("NANOMLP_DATA", "")
+    if not (os.path.isfile(cli) and os.path.isdir(os.path.join(data, "mnist"))):
+        pytest.skip("needs the nanomlp CLI (NANOMLP_CLI) and MNIST (NANOMLP_DATA)")
+    path = tmp_path / "cli.safetensors"
+    subprocess.run([cli, "train", "--epochs", "1", "--hidden", "32", "--data", data, "--out",
+                    str(path)], capture_output=True, check=True)
+    out = subprocess.run([cli, "eval", "--model", str(path), "--data", data, "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    _, _, X_test, y_test = nanomlp.datasets.load_mnist(data)
+    clf = nanomlp.load(path)
+    assert clf.hidden_layer_sizes == (32,)
+    np.testing.assert_array_equal(clf.classes_, np.arange(10))
+    assert clf.score(X_test, y_test) == pytest.approx(json.loads(out)["accuracy"], abs=1e-4)

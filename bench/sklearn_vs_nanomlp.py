@@ -4,7 +4,8 @@ learning rate and number of epochs; time per epoch and test accuracy, on MNIST a
 make_classification(100000, 50).
 
 Usage: PYTHONPATH=build/python bench/sklearn_vs_nanomlp.py [--data DIR] [--epochs 5]
-       [--solver adam|sgd] [--batch-size 200] [--skip-mnist] [--skip-synthetic]
+       [--solver adam|sgd] [--batch-size 200] [--lr 0.001] [--momentum 0.9] [--skip-mnist]
+       [--skip-synthetic]
 Both get every core: nanomlp keeps OpenBLAS single-threaded in the process, so scikit-learn's
 fit runs inside threadpoolctl.threadpool_limits(cores), which gives OpenBLAS its threads back.
 """
@@ -27,7 +28,8 @@ def settings(args):
     # tol=0 and n_iter_no_change=max_iter: every epoch runs, none is cut short.
     return dict(hidden_layer_sizes=(args.hidden,), activation="relu", solver=args.solver,
                 batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
-                tol=0.0, n_iter_no_change=args.epochs, random_state=0, shuffle=True)
+                tol=0.0, n_iter_no_change=args.epochs, random_state=0, shuffle=True,
+                momentum=args.momentum)
 
 
 def run(name, make, X, y, X_test, y_test, blas_threads):
@@ -49,7 +51,7 @@ def compare(title, X, y, X_test, y_test, args, nanomlp_X=None):
     cores = os.cpu_count()
     print(f"{title}: {X.shape[0]} x {X.shape[1]}, {len(np.unique(y))} classes, "
           f"{X.shape[1]}-{args.hidden}-{len(np.unique(y))} ReLU, {args.solver}, batch "
-          f"{args.batch_size}, lr {args.lr}, {args.epochs} epochs, {cores} cores", flush=True)
+          f"{args.batch_size}, lr {args.lr}, momentum {args.momentum}, {args.epochs} epochs, {cores} cores", flush=True)
     sk = run("scikit-learn 1.2", lambda: SkMLP(**settings(args)), X, y, X_test, y_test, cores)
     Xn, Xn_test = nanomlp_X if nanomlp_X is not None else (X, X_test)
     nm = run("nanomlp", lambda: nanomlp.MLPClassifier(**settings(args)), Xn, y, Xn_test, y_test,
@@ -66,6 +68,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd's (scikit-learn's default)")
     p.add_argument("--skip-mnist", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
     args = p.parse_args()

@@ -126,7 +126,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        self.best_loss_ = np.inf
+        # As scikit-learn: best_loss_ without early stopping, the validation scores with it.
+        self.best_loss_ = None if self.early_stopping else np.inf
         self.validation_scores_ = [] if self.early_stopping else None
         self.best_validation_score_ = -np.inf if self.early_stopping else None
         self._lr = float(self.learning_rate_init)

@@ -113,6 +113,9 @@ def test_early_stopping_records_validation_scores(blobs):
     clf = small(early_stopping=True, max_iter=200).fit(X, y)
     assert len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+    plain = small().fit(X, y)
+    assert plain.best_loss_ == min(plain.loss_curve_) and plain.validation_scores_ is None
 
 
 def test_same_seed_same_model(blobs):

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,14 @@ Features features_of(const py::array& x) {
     throw py::type_error("expected float32 or uint8 features");
   }
   return f;
+}
+
+// The library's thread pool takes one job at a time, and a Model is not for two threads at
+// once: every call that releases the GIL to compute holds this lock, so that Python threads
+// (joblib's threading backend, a user's) take turns instead of corrupting a job.
+std::mutex& compute_mutex() {
+  static std::mutex m;
+  return m;
 }
 
 // A network being trained: its Architecture, weights, optimizer and generator.
@@ -280,6 +289,7 @@ py::tuple fit_epoch(Model& m, const py::array& x, const CArray<std::uint8_t>& y,
   std::pair<double, std::size_t> r;
   {
     py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(compute_mutex());
     r = m.has_images() ? m.run_image_epoch(idx, n, batch_size, rates.epoch)
                        : m.run_epoch(f, y.data(), idx, n, batch_size, rates.epoch);
   }
@@ -292,12 +302,13 @@ bool prepare_images(Model& m, const py::array& x, const CArray<std::uint8_t>& y,
                     std::size_t batch_size) {
   const Features f = features_of(x);
   const Architecture& arch = m.net().architecture();
+  py::gil_scoped_release release;
+  const std::lock_guard<std::mutex> lock(compute_mutex());
   m.drop_images();
   if (f.u8 == nullptr || f.cols != kImagePixels || arch.input_dim != kImagePixels ||
       arch.num_classes != kNumClasses || static_cast<std::size_t>(y.size()) != f.rows) {
     return false;
   }
-  py::gil_scoped_release release;
   m.prepare_images(f, y.data(), batch_size);
   return true;
 }
@@ -310,6 +321,7 @@ CArray<float> predict_proba(Model& m, const py::array& x) {
   float* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(compute_mutex());
     m.predict_proba(f, dst);
   }
   return out;
@@ -443,7 +455,11 @@ PYBIND11_MODULE(_nanomlp, m) {
   py::register_exception<UsageError>(m, "UsageError", PyExc_ValueError);
   bind_model(m);
   // n < 1: every core. OpenBLAS stays single-threaded inside nanomlp's own threads.
-  m.def("set_num_threads", &kernels::set_num_threads);
+  m.def("set_num_threads", [](int n) {
+    py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(compute_mutex());  // not while a job runs
+    kernels::set_num_threads(n);
+  });
   m.def("num_threads", &kernels::num_threads);
   m.def("activation_names", &activation_names);
   m.def("schedule_names", &schedule_names);

@@ -3,6 +3,7 @@ import os
 import json
 import pickle
 import subprocess
+import threading
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -199,3 +200,21 @@ def test_loads_a_model_the_cli_trained(tmp_path):
     assert clf.hidden_layer_sizes == (32,)
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
     assert clf.score(X_test, y_test) == pytest.approx(json.loads(out)["accuracy"], abs=1e-4)
+
+
+def test_threads_fitting_at_once_get_the_models_of_one_at_a_time(blobs):
+    # Training releases the GIL; the library's thread pool then serves the threads in turn.
+    X, y = blobs
+    alone = [small(random_state=s).fit(X, y).predict_proba(X) for s in range(3)]
+    results = [None] * 3
+
+    def fit(s):
+        results[s] = small(random_state=s).fit(X, y).predict_proba(X)
+
+    threads = [threading.Thread(target=fit, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, alone):
+        np.testing.assert_array_equal(got, want)

@@ -1065,6 +1065,16 @@ TEST(CliTrain, SyntheticTrainWritesMetricsAndModelThatEvalReproduces) {
 
 // --- export: ONNX and plain model files ----------------------------------------------------------
 
+// Trains quick_train_args's run into `model` with --checkpoint-dir DATA/ck and returns the path
+// of its last checkpoint (epoch 2); "" and a test failure when the run fails.
+std::string last_checkpoint_of_quick_run(const SyntheticData& data, const std::string& model) {
+  const std::string ck = data.out("ck");
+  const CommandResult r = run_cli(
+      quick_train_args(data, model, std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return r.exit_code == 0 ? ck + "/checkpoint-epoch-0002.safetensors" : "";
+}
+
 class CliExport : public TrainedModelTest {
  protected:
   CommandResult export_model(const std::string& model, const std::string& format,
@@ -1105,14 +1115,11 @@ TEST_F(CliExport, SafetensorsRoundTripEvaluatesIdentically) {
 // the run's final model, so the tensor bytes are the model file's, eval prints the same, info
 // calls it a model, and of the run's state only the training settings and the epoch remain.
 TEST_F(CliExport, ACheckpointBecomesThePlainModelOfItsEpoch) {
-  const std::string ck = data_.out("ck"), final_model = data_.out("final.safetensors");
-  ASSERT_EQ(run_cli(quick_train_args(data_, final_model,
-                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
-                .exit_code,
-            0);
+  const std::string final_model = data_.out("final.safetensors");
+  const std::string checkpoint = last_checkpoint_of_quick_run(data_, final_model);
+  ASSERT_FALSE(checkpoint.empty());
   const std::string out = data_.out("from-checkpoint.safetensors");
-  const CommandResult r =
-      export_model(ck + "/checkpoint-epoch-0002.safetensors", "safetensors", out);
+  const CommandResult r = export_model(checkpoint, "safetensors", out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const Bytes exported = read_bytes(out);
   EXPECT_EQ(tensor_data(exported), tensor_data(read_bytes(final_model)));
@@ -1439,12 +1446,8 @@ TEST(CliCheckpoint, EvalAndPredictOfACheckpointEqualThoseOfTheModelOfItsEpoch) {
 // info reads a checkpoint as a model, and says what else it holds.
 TEST(CliCheckpoint, InfoDescribesACheckpoint) {
   SyntheticData data;
-  const std::string ck = data.out("ck");
-  ASSERT_EQ(run_cli(quick_train_args(data, data.out("m.safetensors"),
-                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
-                .exit_code,
-            0);
-  const std::string path = ck + "/checkpoint-epoch-0002.safetensors";
+  const std::string path = last_checkpoint_of_quick_run(data, data.out("m.safetensors"));
+  ASSERT_FALSE(path.empty());
   const CommandResult r = run_cli("info --model " + quote(path));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "architecture: 784-16-10, relu; trained on mnist")) << r.output;
@@ -1465,12 +1468,8 @@ TEST(CliCheckpoint, InfoDescribesACheckpoint) {
 // reads it.
 TEST(CliCheckpoint, ADamagedCheckpointIsOneErrorLine) {
   SyntheticData data;
-  const std::string ck = data.out("ck");
-  ASSERT_EQ(run_cli(quick_train_args(data, data.out("m.safetensors"),
-                                     std::string(kTwoThreads) + " --checkpoint-dir " + quote(ck)))
-                .exit_code,
-            0);
-  const std::string path = ck + "/checkpoint-epoch-0002.safetensors";
+  const std::string path = last_checkpoint_of_quick_run(data, data.out("m.safetensors"));
+  ASSERT_FALSE(path.empty());
   const Bytes intact = read_bytes(path);
   Json header = header_json(intact);
   header["__metadata__"].erase("architecture");

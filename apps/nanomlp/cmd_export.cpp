@@ -47,12 +47,13 @@ std::map<std::string, std::string> plain_metadata(const SafeTensors& st) {
 
 int run_export(const ExportFlags& f) {
   check_out_folder(f.out);
-  // load_model, as eval does: whatever model files it reads, export reads.
-  Network<float> net = load_model(f.model);
+  // Read once, and rebuilt as load_model does: whatever model files eval reads, export reads.
+  const SafeTensors file = read_safetensors_file(f.model);
+  Network<float> net = model_from_safetensors(file, f.model);
   // The file's metadata (training settings and the like) goes along into a plain model file;
   // save_model writes the format, its version and the architecture itself.
-  std::map<std::string, std::string> metadata;
-  if (f.format == "safetensors") metadata = plain_metadata(read_safetensors_file(f.model));
+  const std::map<std::string, std::string> metadata =
+      f.format == "safetensors" ? plain_metadata(file) : std::map<std::string, std::string>{};
   try {
     if (f.format == "onnx") {
       write_onnx_file(f.out, net, f.model);

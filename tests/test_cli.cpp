@@ -31,10 +31,12 @@ namespace fs = std::filesystem;
 using testing::append_be32;
 using testing::CommandResult;
 using testing::gzip_bytes;
+using testing::header_length;
 using testing::read_bytes;
 using testing::real_data_root;
 using testing::run_command;
 using testing::TempDir;
+using testing::tensor_data;
 using testing::write_bytes;
 using Bytes = std::vector<unsigned char>;
 using Json = nlohmann::json;
@@ -179,20 +181,10 @@ std::string quick_train_args(const SyntheticData& data, const std::string& out,
 
 // --- safetensors helpers ----------------------------------------------------------------------
 
-std::uint64_t header_length(const Bytes& file) {
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | file.at(static_cast<std::size_t>(i));
-  return n;
-}
-
 Json header_json(const Bytes& file) {
   const std::uint64_t n = header_length(file);
   EXPECT_LE(8 + n, file.size());
   return Json::parse(file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(n));
-}
-
-Bytes tensor_data(const Bytes& file) {
-  return Bytes(file.begin() + 8 + static_cast<std::ptrdiff_t>(header_length(file)), file.end());
 }
 
 // Replaces the header of a safetensors file, keeping its tensor data and re-padding to 8 bytes.

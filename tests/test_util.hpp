@@ -136,6 +136,19 @@ inline const std::set<std::string>& run_dependent_metadata_keys() {
   return keys;
 }
 
+// The header length of a safetensors file: its first 8 bytes, little-endian.
+inline std::uint64_t header_length(const std::vector<unsigned char>& file) {
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | file.at(static_cast<std::size_t>(i));
+  return n;
+}
+
+// The tensor data of a safetensors file: the bytes after its header.
+inline std::vector<unsigned char> tensor_data(const std::vector<unsigned char>& file) {
+  return std::vector<unsigned char>(
+      file.begin() + 8 + static_cast<std::ptrdiff_t>(header_length(file)), file.end());
+}
+
 // Two model files hold the same model: the same tensors to the byte and the same header, but
 // for the metadata keys run_dependent_metadata_keys() names. The one comparison for every test
 // that checks that a run reproduces another's file (resumed, re-run, other thread count).
@@ -148,13 +161,11 @@ inline ::testing::AssertionResult same_model_file(const std::vector<unsigned cha
   };
   const auto parse = [](const std::vector<unsigned char>& bytes) {
     Parsed p;
-    std::uint64_t n = 0;
-    for (std::size_t i = 0; i < 8 && i < bytes.size(); ++i) n |= std::uint64_t{bytes[i]} << (8 * i);
-    if (bytes.size() < 8 || n > bytes.size() - 8) {
+    if (bytes.size() < 8 || header_length(bytes) > bytes.size() - 8) {
       p.error = "not a safetensors file (" + std::to_string(bytes.size()) + " bytes)";
       return p;
     }
-    const auto header_end = bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n);
+    const auto header_end = bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_length(bytes));
     p.header = nlohmann::json::parse(bytes.begin() + 8, header_end, nullptr, false);
     if (p.header.is_discarded() || !p.header.is_object()) p.error = "header is not a JSON object";
     if (p.header.contains("__metadata__") && p.header["__metadata__"].is_object()) {
@@ -162,7 +173,7 @@ inline ::testing::AssertionResult same_model_file(const std::vector<unsigned cha
         p.header["__metadata__"].erase(key);
       }
     }
-    p.data.assign(header_end, bytes.end());
+    p.data = tensor_data(bytes);
     return p;
   };
   const Parsed pa = parse(a), pb = parse(b);
